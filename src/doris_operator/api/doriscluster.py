@@ -1,0 +1,333 @@
+"""DorisCluster (doris.selectdb.com/v1): every field of the official operator's CRD, plus a few more.
+
+Field names, aliases and meanings follow the official operator so existing manifests work unchanged.
+Fields marked *(extension)* are ours.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import AliasChoices, ConfigDict, Field
+
+from .base import FreeForm, Model, Quantity, StringMap
+from .k8s import EnvVar, HostAlias, LocalObjectReference, PersistentVolumeClaimSpec, ResourceClaim, Toleration
+
+GROUP = "doris.selectdb.com"
+VERSION = "v1"
+KIND = "DorisCluster"
+PLURAL = "dorisclusters"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+ServiceType = Literal["ClusterIP", "NodePort", "LoadBalancer"]
+Component = Literal["fe", "be", "cn", "broker"]
+COMPONENTS: tuple[Component, ...] = ("fe", "be", "cn", "broker")
+
+
+class AdminUser(Model):
+    """Deprecated by the official operator in favour of ``authSecret``; still honoured.  The operator puts
+    these credentials into a Secret and mounts it, never into plain pod environment variables."""
+
+    name: str | None = None
+    password: str | None = None
+
+
+class KerberosInfo(Model):
+    krb5_config_map: str | None = None
+    """ConfigMap holding krb5.conf, mounted at /etc/krb5."""
+    keytab_secret_name: str | None = None
+    """Secret holding the keytab files, mounted at /etc/keytab."""
+    keytab_path: str | None = None
+    """Where the keytab files end up inside the container (default /etc/keytab)."""
+
+
+class SharedPersistentVolumeClaim(Model):
+    mount_path: str | None = None
+    persistent_volume_claim_name: str | None = None
+    support_components: list[Component] | None = None
+    """Components that mount the claim; empty means every component."""
+
+
+class ServicePort(Model):
+    node_port: int | None = Field(default=None, ge=0, le=65535)
+    """The node port to pin (NodePort and LoadBalancer Services)."""
+    target_port: int | None = Field(default=None, ge=0, le=65535)
+    """The container port this entry applies to, e.g. 9030 for the FE query port."""
+
+
+class ExportService(Model):
+    """The component's access Service ``{cluster}-{component}-service``."""
+
+    type: ServiceType | None = None
+    """ClusterIP (default), NodePort or LoadBalancer."""
+    service_ports: list[ServicePort] | None = None
+    annotations: StringMap | None = None
+    """Copied onto the Service unchanged (cloud load-balancer settings)."""
+    load_balancer_ip: str | None = Field(default=None, alias="loadBalancerIP")
+    external_traffic_policy: Literal["Cluster", "Local"] | None = None
+    """*(extension)* Local keeps the client source IP and avoids a second hop; NodePort/LoadBalancer only."""
+    load_balancer_source_ranges: list[str] | None = None
+    """*(extension)* CIDRs allowed to reach a LoadBalancer Service."""
+    labels: StringMap | None = None
+    """*(extension)* Extra labels on the access Service."""
+
+
+class Endpoints(Model):
+    address: list[str] | None = Field(default=None, validation_alias=AliasChoices("address", ":address"))
+    """FE hosts or IPs (older official CRDs spelled this key ``:address``; both are read)."""
+    port: int | None = Field(default=None, ge=0, le=65535)
+    """The FE query port."""
+
+
+class FeAddress(Model):
+    service_name: str | None = Field(default=None, alias="ServiceName")
+    """Accepted for compatibility; unused, as in the official operator."""
+    endpoints: Endpoints | None = None
+
+
+class MountConfigMapInfo(Model):
+    config_map_name: str | None = None
+    mount_path: str | None = None
+    """Default /etc/doris."""
+
+
+class ConfigMapInfo(Model):
+    config_map_name: str | None = None
+    """ConfigMap with the component's conf files (fe.conf, be.conf ...), mounted at /etc/doris."""
+    resolve_key: str | None = None
+    """Deprecated and ignored, as in the official operator."""
+    config_maps: list[MountConfigMapInfo] | None = None
+
+
+class Secret(Model):
+    secret_name: str | None = None
+    mount_path: str | None = None
+    """Default /etc/doris."""
+
+
+class PersistentVolume(Model):
+    persistent_volume_claim_spec: PersistentVolumeClaimSpec | None = None
+    mount_path: str | None = None
+    """Where to mount it.  Without it the entry is a template expanded to every path of meta_dir (FE) or
+    storage_root_path (BE, CN)."""
+    name: str | None = None
+    annotations: StringMap | None = None
+    provisioner: Literal["", "StatefulSet", "Operator"] | None = None
+
+
+class SystemInitialization(Model):
+    init_image: str | None = None
+    """Image of the privileged ``init`` container; default selectdb/alpine:latest."""
+    command: list[str] | None = None
+    args: list[str] | None = None
+    requests: dict[str, Quantity] | None = None
+    limits: dict[str, Quantity] | None = None
+
+
+class ReadinessProbePolicy(Model):
+    timeout_seconds: int | None = Field(default=None, ge=0)
+    failure_threshold: int | None = Field(default=None, ge=0)
+    period_seconds: int | None = Field(default=None, ge=0)
+
+
+class HpaPolicy(Model):
+    metrics: list[FreeForm] | None = None
+    behavior: FreeForm | None = None
+
+
+class AutoScalingPolicy(Model):
+    version: Literal["v1", "v2"] | None = None
+    min_replicas: int | None = Field(default=None, ge=0)
+    max_replicas: int | None = Field(default=None, ge=0)
+    hpa_policy: HpaPolicy | None = None
+
+
+class BaseSpec(Model):
+    """Fields shared by FE, BE, CN and Broker."""
+
+    image: str
+    """The component image, e.g. selectdb/doris.fe-ubuntu:2.1.8."""
+    replicas: int | None = Field(default=None, ge=0)
+    image_pull_secrets: list[LocalObjectReference] | None = None
+    annotations: StringMap | None = None
+    """Pod annotations."""
+    service_account: str | None = None
+    service: ExportService | None = None
+    fs_group: int | None = None
+    """Older official CRDs had this; it becomes the pod securityContext.fsGroup."""
+    fe_address: FeAddress | None = None
+    config_map_info: ConfigMapInfo | None = None
+    requests: dict[str, Quantity] | None = None
+    limits: dict[str, Quantity] | None = None
+    claims: list[ResourceClaim] | None = None
+    node_selector: StringMap | None = None
+    env_vars: list[EnvVar] | None = None
+    affinity: FreeForm | None = None
+    tolerations: list[Toleration] | None = None
+    pod_labels: StringMap | None = None
+    host_aliases: list[HostAlias] | None = None
+    persistent_volumes: list[PersistentVolume] | None = None
+    system_initialization: SystemInitialization | None = None
+    security_context: FreeForm | None = None
+    """Pod security context."""
+    container_security_context: FreeForm | None = None
+    """Security context of every container that has none of its own."""
+    secrets: list[Secret] | None = None
+    start_timeout: int | None = Field(default=None, ge=0)
+    """Seconds the startup probe allows (at least 360)."""
+    live_timeout: int | None = Field(default=None, ge=0)
+    """Liveness probe timeoutSeconds (default 180)."""
+    readiness_probe_policy: ReadinessProbePolicy | None = None
+    termination_grace_period_seconds: int | None = Field(default=None, ge=0)
+    """*(extension)* Default: grace_shutdown_wait_seconds from the conf file, else FE 330, BE/CN 200."""
+    topology_spread_constraints: list[FreeForm] | None = None
+    """*(extension)* Pod topology spread constraints."""
+    priority_class_name: str | None = None
+    """*(extension)*"""
+    pod_template: FreeForm | None = None
+    """*(extension)* A pod template merged over the generated one (metadata and spec; containers and
+    volumes are merged by name) for anything the other fields don't cover."""
+
+
+class FeSpec(BaseSpec):
+    election_number: int | None = Field(default=None, ge=1)
+    """How many FEs are followers (default 3); the rest are observers."""
+
+
+class BeSpec(BaseSpec):
+    enable_workload_group: bool | None = None
+    skip_default_system_init: bool | None = None
+    enable_fe_affinity: bool | None = None
+    auto_resolve_limit_cpu: bool | None = Field(default=None, alias="autoResolveLimitCPU")
+
+
+class CnSpec(BaseSpec):
+    skip_default_system_init: bool | None = None
+    auto_resolve_limit_cpu: bool | None = Field(default=None, alias="autoResolveLimitCPU")
+    auto_scaling_policy: AutoScalingPolicy | None = None
+
+
+class BrokerSpec(BaseSpec):
+    kick_off_affinity_be: bool | None = None
+
+
+class DorisClusterSpec(Model):
+    fe_spec: FeSpec | None = None
+    be_spec: BeSpec | None = None
+    cn_spec: CnSpec | None = None
+    broker_spec: BrokerSpec | None = None
+    admin_user: AdminUser | None = None
+    auth_secret: str | None = None
+    """A kubernetes.io/basic-auth Secret (keys username, default root, and password) the nodes and the
+    operator use to manage the cluster; mounted at /etc/basic_auth."""
+    enable_restart_when_config_change: bool | None = None
+    kerberos_info: KerberosInfo | None = None
+    shared_persistent_volume_claims: list[SharedPersistentVolumeClaim] | None = None
+
+    def component(self, comp: Component) -> BaseSpec | None:
+        spec: BaseSpec | None = getattr(self, f"{comp}_spec")
+        return spec
+
+
+# ---- status -------------------------------------------------------------------------------------------
+
+
+class StatusModel(Model):
+    # Status may have been written by another operator (a cluster migrated from the official one).
+    model_config = ConfigDict(extra="ignore")
+
+
+class Condition(StatusModel):
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str = ""
+    message: str = ""
+    last_transition_time: str | None = None
+    observed_generation: int | None = None
+
+
+class ComponentCondition(StatusModel):
+    sub_resource_name: str | None = None
+    phase: str = ""
+    last_transition_time: str | None = None
+    reason: str = ""
+    message: str = ""
+
+
+class HorizontalScaler(StatusModel):
+    name: str | None = None
+    version: str | None = None
+
+
+class ComponentStatus(StatusModel):
+    access_service: str | None = None
+    failed_instances: list[str] | None = None
+    creating_instances: list[str] | None = None
+    running_instances: list[str] | None = None
+    component_condition: ComponentCondition | None = None
+    core_config_map_hash_value: str | None = None
+    horizontal_scaler: HorizontalScaler | None = None
+    replicas: int | None = None
+    """Desired replicas."""
+    ready_replicas: int | None = None
+    ready: str | None = None
+    """``ready/desired``, for kubectl get."""
+    conditions: list[Condition] | None = None
+
+
+class DorisClusterStatus(StatusModel):
+    phase: str | None = None
+    observed_generation: int | None = None
+    conditions: list[Condition] | None = None
+    fe_status: ComponentStatus | None = None
+    be_status: ComponentStatus | None = None
+    cn_status: ComponentStatus | None = None
+    broker_status: ComponentStatus | None = None
+
+
+class ObjectMeta(Model):
+    model_config = ConfigDict(extra="ignore")
+    name: str
+    namespace: str | None = None
+    labels: StringMap | None = None
+    annotations: StringMap | None = None
+    uid: str | None = None
+    generation: int | None = None
+
+
+class DorisCluster(Model):
+    api_version: Literal["doris.selectdb.com/v1"] = "doris.selectdb.com/v1"
+    kind: Literal["DorisCluster"] = "DorisCluster"
+    metadata: ObjectMeta
+    spec: DorisClusterSpec
+    status: DorisClusterStatus | None = None
+
+    crd_plural: ClassVar[str] = PLURAL
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def namespace(self) -> str:
+        return self.metadata.namespace or "default"
+
+    def components(self) -> list[tuple[Component, BaseSpec]]:
+        """The configured components, in start-up order."""
+        out: list[tuple[Component, BaseSpec]] = []
+        for comp in COMPONENTS:
+            spec = self.spec.component(comp)
+            if spec is not None:
+                out.append((comp, spec))
+        return out
+
+
+def owner_reference(dc: DorisCluster) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": dc.name,
+        "uid": dc.metadata.uid or "",
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
