@@ -16,6 +16,7 @@ from .api.doriscluster import API_VERSION, KIND
 from .api.validation import InvalidResource, parse_cluster
 from .builders import build
 from .builders.config import config_map_names
+from .builders.config import resolve as resolve_config
 
 
 class _Dumper(yaml.SafeDumper):
@@ -95,12 +96,12 @@ def render(path: str, fmt: str, show_secrets: bool, out: TextIO, err: TextIO) ->
             failed = True
             continue
         for comp, spec in cluster.components():
-            for cm in config_map_names(spec):
-                if cm not in config_maps:
-                    err.write(
-                        f"{label}: note: spec.{comp}Spec.configMapInfo names ConfigMap {cm!r}, which is "
-                        f"not in {path}; ports and paths use Doris defaults\n"
-                    )
+            missing = [cm for cm in config_map_names(spec) if cm not in config_maps]
+            if missing and resolve_config(comp, spec, config_maps).source is None:
+                err.write(
+                    f"{label}: note: spec.{comp}Spec.configMapInfo names ConfigMap {missing[0]!r}, which is "
+                    f"not in {path}; ports and paths use Doris defaults\n"
+                )
         objects.extend(build(cluster, config_maps))
     if clusters == 0:
         err.write(f"{path}: no {KIND} ({API_VERSION}) found\n")
