@@ -1,0 +1,1 @@
+"""Simulated Doris processes for tests and demos (see :mod:`doris_operator.sim.fe`)."""
