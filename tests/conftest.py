@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 import localcluster  # hack/localcluster.py (pytest: pythonpath = ["hack"])
+from harness import CRD, Kubectl, eventually
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -42,3 +43,18 @@ def kube_cluster() -> Iterator[localcluster.LocalCluster]:
     )
     with cluster:
         yield cluster
+
+
+@pytest.fixture(scope="session")
+def kubectl(kube_cluster: localcluster.LocalCluster) -> Kubectl:
+    k = Kubectl(kube_cluster)
+    k("apply", "-f", str(CRD))  # client-side apply: the CRD is small enough for the annotation
+    eventually(lambda: "dorisclusters" in k("api-resources", "--api-group=doris.selectdb.com"), 30)
+    return k
+
+
+@pytest.fixture
+def clean_namespaces(kubectl: Kubectl) -> Iterator[None]:
+    """Delete the namespaces a test made, freeing the fake nodes for the next test."""
+    yield
+    kubectl.delete_created_namespaces()

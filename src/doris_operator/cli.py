@@ -125,15 +125,187 @@ def _parser() -> argparse.ArgumentParser:
     p_render.add_argument(
         "--show-secrets", action="store_true", help="print Secret data instead of redacting it"
     )
+    p_run = sub.add_parser("run", help="run the controller manager against the cluster of KUBECONFIG")
+    p_run.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        help="watch this namespace (repeatable); default all",
+    )
+    p_run.add_argument("--workers", type=int, default=4, help="clusters reconciled in parallel")
+    p_run.add_argument("--resync", type=float, default=60.0, help="seconds between resyncs of every cluster")
+    p_run.add_argument("--metrics-port", type=int, default=8080, help="/metrics, /healthz and /readyz")
+    p_run.add_argument("--metrics-host", default="0.0.0.0")
+    p_run.add_argument("--leader-elect", action="store_true", help="run as one of several replicas")
+    p_run.add_argument("--lease-namespace", default="", help="default: $POD_NAMESPACE or 'default'")
+    p_run.add_argument("--lease-name", default="doris-operator")
+    p_run.add_argument("--identity", default="", help="this replica's name in the Lease (default host-pid)")
+    p_run.add_argument(
+        "--webhook", action="store_true", help="also serve the admission webhook (options: --webhook-*)"
+    )
+    _webhook_args(p_run, prefix="webhook-")
+    _webhook_parser(sub)
     p_crds = sub.add_parser("crds", help="print the CustomResourceDefinitions")
     p_crds.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml")
     return parser
+
+
+def _duration(text: str) -> float:
+    """Seconds from ``90``, ``90s``, ``15m``, ``12h`` or ``90d``."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        if text and text[-1] in units:
+            return float(text[:-1]) * units[text[-1]]
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (90s, 15m, 12h, 90d)") from None
+
+
+def _webhook_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "webhook",
+        help="serve the admission webhook; install its configurations and the StatefulSet policy",
+    )
+    _webhook_args(p)
+    p.add_argument(
+        "--uninstall-on-exit",
+        action="store_true",
+        help="delete the configurations and the policy on exit (local runs only)",
+    )
+
+
+def _webhook_args(parser: argparse.ArgumentParser, prefix: str = "") -> None:
+    """The webhook's options, for `webhook` and (prefixed with `webhook-`) for `run`."""
+
+    def arg(name: str, **kwargs: Any) -> None:
+        parser.add_argument(f"--{prefix}{name}", dest=f"{prefix}{name}".replace("-", "_"), **kwargs)
+
+    arg("host", default="0.0.0.0")
+    arg("port", type=int, default=9443)
+    arg(
+        "namespace",
+        default="",
+        help="of the certificate Secret and the Service (default: $POD_NAMESPACE or 'default')",
+    )
+    arg("service-name", default="doris-operator-webhook", help="Service in clientConfig")
+    arg("service-port", type=int, default=443)
+    arg(
+        "url",
+        default=None,
+        help="base URL in clientConfig instead of a Service, e.g. https://127.0.0.1:9443 (local runs)",
+    )
+    arg(
+        "cert-dir",
+        type=Path,
+        default=None,
+        help="cert-manager mode: read tls.crt/tls.key "
+        "from here and reload them on change; caBundle comes from cert-manager's cainjector",
+    )
+    arg(
+        "cert-manager-certificate",
+        default="doris-operator-webhook",
+        help="cert-manager mode: the Certificate named in cert-manager.io/inject-ca-from",
+    )
+    arg(
+        "secret-name",
+        default="doris-operator-webhook-cert",
+        help="self-signed mode: the Secret holding the CA bundle and serving certificate",
+    )
+    arg("cert-validity", type=_duration, default=90 * 86400.0, help="e.g. 90d; renewed with a third left")
+    arg(
+        "ca-propagation",
+        type=_duration,
+        default=30.0,
+        help="how long a new CA is published before its certificate is served",
+    )
+    arg("check-interval", type=_duration, default=None)
+    arg("config-name", default="doris-operator", help="name of the Validating/MutatingWebhookConfiguration")
+    arg("policy-name", default="doris-operator-managed-statefulsets")
+    arg("validation-failure-policy", choices=("Fail", "Ignore"), default="Fail")
+    arg("mutation-failure-policy", choices=("Fail", "Ignore"), default="Ignore")
+    arg("timeout-seconds", type=int, default=5)
+    arg(
+        "operator-user",
+        action="append",
+        default=[],
+        help="may change managed StatefulSets (repeatable; default: this process's ServiceAccount)",
+    )
+    arg(
+        "exempt-user",
+        action="append",
+        default=None,
+        help="replaces the default system users exempt from the StatefulSet policy",
+    )
+    arg(
+        "no-install",
+        action="store_true",
+        help="cert-manager mode: leave the configurations to the installer",
+    )
+    arg("no-policy", action="store_true", help="don't apply the StatefulSet policy")
+
+
+def _webhook_options(args: argparse.Namespace, prefix: str = "") -> Any:
+    import datetime as dt
+
+    from .webhook.configs import SYSTEM_USERS
+    from .webhook.server import WebhookOptions
+
+    def v(name: str) -> Any:
+        return getattr(args, prefix + name)
+
+    options = WebhookOptions(
+        host=v("host"),
+        port=v("port"),
+        service_name=v("service_name"),
+        service_port=v("service_port"),
+        url=v("url"),
+        secret_name=v("secret_name"),
+        cert_dir=v("cert_dir"),
+        cert_manager_certificate=v("cert_manager_certificate"),
+        cert_validity=dt.timedelta(seconds=v("cert_validity")),
+        ca_propagation=dt.timedelta(seconds=v("ca_propagation")),
+        check_interval=v("check_interval"),
+        install=not v("no_install"),
+        install_policy=not v("no_policy"),
+        config_name=v("config_name"),
+        policy_name=v("policy_name"),
+        validation_failure_policy=v("validation_failure_policy"),
+        mutation_failure_policy=v("mutation_failure_policy"),
+        timeout_seconds=v("timeout_seconds"),
+        operator_users=v("operator_user"),
+        exempt_users=list(SYSTEM_USERS) if v("exempt_user") is None else v("exempt_user"),
+    )
+    if v("namespace"):
+        options.namespace = v("namespace")
+    return options
 
 
 def main(argv: Iterable[str] | None = None) -> int:
     args = _parser().parse_args(list(argv) if argv is not None else None)
     if args.command == "render":
         return render(args.filename, args.output, args.show_secrets, sys.stdout, sys.stderr)
+    if args.command == "run":
+        from .operator import Options, run
+
+        return run(
+            Options(
+                namespaces=args.namespace,
+                workers=args.workers,
+                resync=args.resync,
+                metrics_host=args.metrics_host,
+                metrics_port=args.metrics_port,
+                leader_elect=args.leader_elect,
+                lease_namespace=args.lease_namespace,
+                lease_name=args.lease_name,
+                identity=args.identity,
+                webhook=_webhook_options(args, "webhook_") if args.webhook else None,
+            )
+        )
+    if args.command == "webhook":
+        from .webhook.server import run as run_webhook
+
+        return run_webhook(_webhook_options(args), uninstall_on_exit=args.uninstall_on_exit)
     if args.command == "crds":
         dump(crdgen.all_crds(), args.output, sys.stdout)
         return 0

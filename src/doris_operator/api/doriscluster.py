@@ -6,12 +6,20 @@ Fields marked *(extension)* are ours.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AliasChoices, ConfigDict, Field
+from pydantic import AfterValidator, AliasChoices, ConfigDict, Field, WithJsonSchema
 
-from .base import FreeForm, Model, Quantity, StringMap
-from .k8s import EnvVar, HostAlias, LocalObjectReference, PersistentVolumeClaimSpec, ResourceClaim, Toleration
+from .base import QUANTITY_PATTERN, FreeForm, Model, Quantity, StringMap
+from .k8s import (
+    EnvVar,
+    HostAlias,
+    LocalObjectReference,
+    PersistentVolumeClaimSpec,
+    ResourceClaim,
+    Toleration,
+    VolumeResourceRequirements,
+)
 
 GROUP = "doris.selectdb.com"
 VERSION = "v1"
@@ -23,10 +31,105 @@ ServiceType = Literal["ClusterIP", "NodePort", "LoadBalancer"]
 Component = Literal["fe", "be", "cn", "broker"]
 COMPONENTS: tuple[Component, ...] = ("fe", "be", "cn", "broker")
 
+IMAGE_PATTERN = (
+    r"^(?:(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?))*"
+    r"(?::[0-9]+)?/)?"
+    r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
+)
+"""An image reference (registry host and port, path, tag, digest); the same as the webhook's check."""
+
+
+def cel(*rules: dict[str, str]) -> dict[str, Any]:
+    """``x-kubernetes-validations`` for a model or field: CEL the apiserver evaluates itself, so these
+    checks hold when the admission webhook is down (docs/webhook.md lists what is checked where)."""
+    return {"x-kubernetes-validations": list(rules)}
+
+
+def rule(expression: str, message: str, field_path: str | None = None) -> dict[str, str]:
+    out = {"rule": expression, "message": message}
+    if field_path is not None:
+        out["fieldPath"] = field_path
+    return out
+
+
+def _opt(expr: str, field: str, default: str = "''") -> str:
+    """``expr.field`` or ``default`` when unset (has() keeps the sizes the CEL cost estimator needs)."""
+    return f"(has({expr}.{field}) ? {expr}.{field} : {default})"
+
+
+def _pv_pairs(check: str) -> str:
+    """For every persistent volume kept across an update (same name, old ``o``, new ``v``): ``check``."""
+    return (
+        "!has(oldSelf.persistentVolumes) || !has(self.persistentVolumes) || "
+        "oldSelf.persistentVolumes.all(o, self.persistentVolumes.all(v, "
+        f"!has(v.name) || !has(o.name) || v.name != o.name || ({check})))"
+    )
+
+
+def _storage_set(v: str) -> str:
+    claim = f"{v}.persistentVolumeClaimSpec"
+    return (
+        f"has({claim}) && has({claim}.resources) && has({claim}.resources.requests) && "
+        f"'storage' in {claim}.resources.requests"
+    )
+
+
+def _storage(v: str) -> str:
+    return f"quantity(string({v}.persistentVolumeClaimSpec.resources.requests['storage']))"
+
+
+def _pv_names(expr: str) -> str:
+    return f"{_opt(expr, 'persistentVolumes', '[]')}.map(v, {_opt('v', 'name')})"
+
+
+def _claim_field(v: str, field: str) -> str:
+    return f"(has({v}.persistentVolumeClaimSpec) ? {_opt(v + '.persistentVolumeClaimSpec', field)} : '')"
+
+
+_IMMUTABLE_VCT = "a StatefulSet's volumeClaimTemplates can't change"
+BASE_SPEC_RULES = [
+    rule(
+        f"{_pv_names('self')}.all(n, n in {_pv_names('oldSelf')}) && "
+        f"{_pv_names('oldSelf')}.all(n, n in {_pv_names('self')})",
+        "persistentVolumes: volumes can't be added, removed or renamed once the component exists "
+        f"({_IMMUTABLE_VCT})",
+        ".persistentVolumes",
+    ),
+    rule(
+        _pv_pairs(f"{_opt('v', 'mountPath')} == {_opt('o', 'mountPath')}"),
+        f"persistentVolumes[].mountPath can't change ({_IMMUTABLE_VCT})",
+        ".persistentVolumes",
+    ),
+    rule(
+        _pv_pairs(f"{_claim_field('v', 'storageClassName')} == {_claim_field('o', 'storageClassName')}"),
+        f"persistentVolumes[].persistentVolumeClaimSpec.storageClassName can't change ({_IMMUTABLE_VCT})",
+        ".persistentVolumes",
+    ),
+    rule(
+        _pv_pairs(
+            f"!({_storage_set('v')}) || !({_storage_set('o')}) || "
+            f"!{_storage('v')}.isLessThan({_storage('o')})"
+        ),
+        "persistentVolumes[].persistentVolumeClaimSpec.resources.requests.storage can't shrink",
+        ".persistentVolumes",
+    ),
+]
+
 
 class AdminUser(Model):
     """Deprecated by the official operator in favour of ``authSecret``; still honoured.  The operator puts
     these credentials into a Secret and mounts it, never into plain pod environment variables."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            rule(
+                "!has(self.name) || self.name.lowerAscii() != 'admin'",
+                "name 'admin' can't manage nodes; use root or a dedicated user with NODE_PRIV",
+                ".name",
+            )
+        )
+    )
 
     name: str | None = None
     password: str | None = None
@@ -49,6 +152,17 @@ class SharedPersistentVolumeClaim(Model):
 
 
 class ServicePort(Model):
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            rule(
+                "!has(self.nodePort) || self.nodePort == 0 || "
+                "(self.nodePort >= 30000 && self.nodePort <= 32767)",
+                "nodePort must be in the node port range 30000-32767",
+                ".nodePort",
+            )
+        )
+    )
+
     node_port: int | None = Field(default=None, ge=0, le=65535)
     """The node port to pin (NodePort and LoadBalancer Services)."""
     target_port: int | None = Field(default=None, ge=0, le=65535)
@@ -58,9 +172,26 @@ class ServicePort(Model):
 class ExportService(Model):
     """The component's access Service ``{cluster}-{component}-service``."""
 
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            rule(
+                "(has(self.type) && self.type != 'ClusterIP') || !has(self.servicePorts) || "
+                "self.servicePorts.all(p, !has(p.nodePort) || p.nodePort == 0)",
+                "servicePorts[].nodePort needs service.type NodePort or LoadBalancer",
+                ".servicePorts",
+            ),
+            rule(
+                "!has(self.servicePorts) || self.servicePorts.all(p, !has(p.nodePort) || p.nodePort == 0 || "
+                "self.servicePorts.exists_one(q, has(q.nodePort) && q.nodePort == p.nodePort))",
+                "servicePorts[].nodePort: each node port can be used once",
+                ".servicePorts",
+            ),
+        )
+    )
+
     type: ServiceType | None = None
     """ClusterIP (default), NodePort or LoadBalancer."""
-    service_ports: list[ServicePort] | None = None
+    service_ports: list[ServicePort] | None = Field(default=None, max_length=32)
     annotations: StringMap | None = None
     """Copied onto the Service unchanged (cloud load-balancer settings)."""
     load_balancer_ip: str | None = Field(default=None, alias="loadBalancerIP")
@@ -105,12 +236,44 @@ class Secret(Model):
     """Default /etc/doris."""
 
 
+def _short_quantity(value: int | float | str) -> int | float | str:
+    if len(str(value)) > 64:
+        raise ValueError("a quantity is at most 64 characters")
+    return value
+
+
+StorageQuantity = Annotated[
+    Quantity,
+    AfterValidator(_short_quantity),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "pattern": QUANTITY_PATTERN,
+            "maxLength": 64,
+            "x-kubernetes-int-or-string": True,
+        }
+    ),
+]
+"""A quantity with the length bound the CEL rule "storage can't shrink" needs to fit the cost budget."""
+
+
+class ClaimResources(VolumeResourceRequirements):
+    requests: dict[str, StorageQuantity] | None = None
+
+
+class ClaimSpec(PersistentVolumeClaimSpec):
+    """The claim spec, with the bounds the CEL rules on persistentVolumes need."""
+
+    resources: ClaimResources | None = None
+    storage_class_name: str | None = Field(default=None, max_length=253)
+
+
 class PersistentVolume(Model):
-    persistent_volume_claim_spec: PersistentVolumeClaimSpec | None = None
-    mount_path: str | None = None
+    persistent_volume_claim_spec: ClaimSpec | None = None
+    mount_path: str | None = Field(default=None, max_length=1024)
     """Where to mount it.  Without it the entry is a template expanded to every path of meta_dir (FE) or
     storage_root_path (BE, CN)."""
-    name: str | None = None
+    name: str | None = Field(default=None, max_length=63)
     annotations: StringMap | None = None
     provisioner: Literal["", "StatefulSet", "Operator"] | None = None
 
@@ -136,16 +299,41 @@ class HpaPolicy(Model):
 
 
 class AutoScalingPolicy(Model):
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            rule(
+                "!has(self.minReplicas) || !has(self.maxReplicas) || self.minReplicas <= self.maxReplicas",
+                "autoScalingPolicy.minReplicas must be <= maxReplicas",
+                ".minReplicas",
+            )
+        )
+    )
+
     version: Literal["v1", "v2"] | None = None
     min_replicas: int | None = Field(default=None, ge=0)
     max_replicas: int | None = Field(default=None, ge=0)
     hpa_policy: HpaPolicy | None = None
 
 
+class PvcRetentionPolicy(Model):
+    when_deleted: Literal["Retain", "Delete"] | None = None
+
+
 class BaseSpec(Model):
     """Fields shared by FE, BE, CN and Broker."""
 
-    image: str
+    model_config = ConfigDict(json_schema_extra=cel(*BASE_SPEC_RULES))
+
+    image: str = Field(
+        max_length=512,
+        json_schema_extra=cel(
+            rule("self.trim() != ''", "image must not be empty"),
+            rule(
+                f"self.trim() == '' || self.matches(r'{IMAGE_PATTERN}')",
+                "image must be an image reference like selectdb/doris.fe-ubuntu:2.1.8",
+            ),
+        ),
+    )
     """The component image, e.g. selectdb/doris.fe-ubuntu:2.1.8."""
     replicas: int | None = Field(default=None, ge=0)
     image_pull_secrets: list[LocalObjectReference] | None = None
@@ -166,7 +354,7 @@ class BaseSpec(Model):
     tolerations: list[Toleration] | None = None
     pod_labels: StringMap | None = None
     host_aliases: list[HostAlias] | None = None
-    persistent_volumes: list[PersistentVolume] | None = None
+    persistent_volumes: list[PersistentVolume] | None = Field(default=None, max_length=64)
     system_initialization: SystemInitialization | None = None
     security_context: FreeForm | None = None
     """Pod security context."""
@@ -184,12 +372,27 @@ class BaseSpec(Model):
     """*(extension)* Pod topology spread constraints."""
     priority_class_name: str | None = None
     """*(extension)*"""
+    persistent_volume_claim_retention_policy: PvcRetentionPolicy | None = None
+    """*(extension)* Whether the StatefulSet deletes the PersistentVolumeClaims when the DorisCluster is
+    deleted (default Retain: data survives a deleted DorisCluster)."""
     pod_template: FreeForm | None = None
     """*(extension)* A pod template merged over the generated one (metadata and spec; containers and
     volumes are merged by name) for anything the other fields don't cover."""
 
 
 class FeSpec(BaseSpec):
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            *BASE_SPEC_RULES,
+            rule(
+                "!has(self.electionNumber) || "
+                "self.electionNumber <= (has(self.replicas) ? self.replicas : 1)",
+                "electionNumber must be <= replicas: the followers are elected from the FE replicas",
+                ".electionNumber",
+            ),
+        )
+    )
+
     election_number: int | None = Field(default=None, ge=1)
     """How many FEs are followers (default 3); the rest are observers."""
 
@@ -211,7 +414,27 @@ class BrokerSpec(BaseSpec):
     kick_off_affinity_be: bool | None = None
 
 
+def _fe_address_set(comp: str) -> str:
+    return f"(!has(self.{comp}) || self.{comp}.?feAddress.?endpoints.?address.orValue([]).size() > 0)"
+
+
 class DorisClusterSpec(Model):
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            rule(
+                "has(self.feSpec) || has(self.beSpec) || has(self.cnSpec) || has(self.brokerSpec)",
+                "spec has no component: set feSpec (and beSpec, cnSpec, brokerSpec as needed)",
+            ),
+            rule(
+                "has(self.feSpec) || ("
+                + " && ".join(_fe_address_set(c) for c in ("beSpec", "cnSpec", "brokerSpec"))
+                + ")",
+                "BE, CN and Broker need an FE: set spec.feSpec, or <component>.feAddress.endpoints.address "
+                "for an FE outside this resource",
+            ),
+        )
+    )
+
     fe_spec: FeSpec | None = None
     be_spec: BeSpec | None = None
     cn_spec: CnSpec | None = None
@@ -259,6 +482,22 @@ class HorizontalScaler(StatusModel):
     version: str | None = None
 
 
+class AccessPort(StatusModel):
+    name: str
+    port: int
+    node_port: int | None = None
+
+
+class ServiceAccess(StatusModel):
+    """How to reach a component: its access Service, ports, node ports and load-balancer addresses."""
+
+    service: str
+    type: str
+    cluster_ip: str | None = Field(default=None, alias="clusterIP")
+    ports: list[AccessPort] | None = None
+    ingress: list[str] | None = None
+
+
 class ComponentStatus(StatusModel):
     access_service: str | None = None
     failed_instances: list[str] | None = None
@@ -273,6 +512,8 @@ class ComponentStatus(StatusModel):
     ready: str | None = None
     """``ready/desired``, for kubectl get."""
     conditions: list[Condition] | None = None
+    access: ServiceAccess | None = None
+    observed_generation: int | None = None
 
 
 class DorisClusterStatus(StatusModel):

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .doriscluster import BaseSpec, Component, DorisCluster, FeSpec
+from .doriscluster import IMAGE_PATTERN, BaseSpec, Component, DorisCluster, FeSpec
 
 MAX_NAME_LENGTH = 45
 """``{name}-broker-internal`` must be a 63-character DNS label, and pods' controller-revision-hash label
@@ -24,12 +24,7 @@ NODE_PORT_RANGE = (30000, 32767)
 
 _DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_IMAGE = re.compile(
-    r"^(?:(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?))*"
-    r"(?::[0-9]+)?/)?"
-    r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*"
-    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
-)
+_IMAGE = re.compile(IMAGE_PATTERN)
 _TYPE_TAG = re.compile(r"^(int|float|str|bool|none|.*\[.*\])$")
 _TYPE_NAMES = {"int": "an integer", "float": "a number", "string": "a string", "bool": "a boolean"}
 _SUFFIX: dict[str, int | Decimal] = {

@@ -44,6 +44,12 @@ def statefulset(
     }
     if claims:
         sts_spec["volumeClaimTemplates"] = claims
+        retention = spec.persistent_volume_claim_retention_policy
+        if retention is not None and retention.when_deleted:
+            sts_spec["persistentVolumeClaimRetentionPolicy"] = {
+                "whenDeleted": retention.when_deleted,
+                "whenScaled": "Retain",  # scale-in keeps data: BE decommission decides, never the StatefulSet
+            }
     return {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",

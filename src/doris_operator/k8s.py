@@ -1,0 +1,124 @@
+"""The operator's own Kubernetes API calls (lightkube, async): server-side apply with one field
+manager, deletes, status patches, Events.  Every call is counted in :data:`metrics.API_REQUESTS`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from lightkube import ApiError, AsyncClient
+from lightkube.generic_resource import create_namespaced_resource
+from lightkube.models.core_v1 import EventSource, ObjectReference
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.apps_v1 import StatefulSet
+from lightkube.resources.core_v1 import ConfigMap, Event, Secret, Service
+from lightkube.resources.policy_v1 import PodDisruptionBudget
+from lightkube.types import PatchType
+
+from .api import doriscluster as dc
+from .metrics import API_REQUESTS
+
+FIELD_MANAGER = "doris-operator"
+log = logging.getLogger(__name__)
+
+DorisClusterResource = create_namespaced_resource(dc.GROUP, dc.VERSION, dc.KIND, dc.PLURAL)
+
+KINDS: dict[str, Any] = {
+    "StatefulSet": StatefulSet,
+    "Service": Service,
+    "PodDisruptionBudget": PodDisruptionBudget,
+    "Secret": Secret,
+}
+
+
+def _count(verb: str, kind: str) -> None:
+    API_REQUESTS.labels(verb=verb, kind=kind).inc()
+
+
+class Kube:
+    """A thin, counted wrapper around lightkube's AsyncClient."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self.client = client
+
+    async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply; returns the object as stored."""
+        kind = obj["kind"]
+        _count("apply", kind)
+        result = await self.client.patch(
+            KINDS[kind],
+            obj["metadata"]["name"],
+            obj,
+            namespace=obj["metadata"]["namespace"],
+            patch_type=PatchType.APPLY,
+            field_manager=FIELD_MANAGER,
+            force=True,
+        )
+        return result.to_dict()  # type: ignore[no-any-return]
+
+    async def delete(self, kind: str, name: str, namespace: str) -> None:
+        _count("delete", kind)
+        try:
+            await self.client.delete(KINDS[kind], name, namespace=namespace)
+        except ApiError as err:
+            if err.status.code != 404:
+                raise
+
+    async def config_map(self, name: str, namespace: str) -> dict[str, str] | None:
+        _count("get", "ConfigMap")
+        try:
+            cm = await self.client.get(ConfigMap, name, namespace=namespace)
+        except ApiError as err:
+            if err.status.code == 404:
+                return None
+            raise
+        return dict(cm.data or {})
+
+    async def secret_exists(self, name: str, namespace: str) -> bool:
+        _count("get", "Secret")
+        try:
+            await self.client.get(Secret, name, namespace=namespace)
+        except ApiError as err:
+            if err.status.code == 404:
+                return False
+            raise
+        return True
+
+    async def patch_status(self, name: str, namespace: str, status: dict[str, Any]) -> None:
+        _count("patch", "DorisCluster/status")
+        await self.client.patch(
+            DorisClusterResource.Status,
+            name,
+            {"status": status},
+            namespace=namespace,
+            patch_type=PatchType.MERGE,
+        )
+
+    async def event(self, involved: dict[str, Any], event_type: str, reason: str, message: str) -> None:
+        """A core/v1 Event on the DorisCluster (best effort: a failure is logged, never raised)."""
+        now = dt.datetime.now(dt.UTC)
+        meta = involved["metadata"]
+        body = Event(
+            metadata=ObjectMeta(generateName=f"{meta['name']}.", namespace=meta["namespace"]),
+            involvedObject=ObjectReference(
+                apiVersion=dc.API_VERSION,
+                kind=dc.KIND,
+                name=meta["name"],
+                namespace=meta["namespace"],
+                uid=meta.get("uid"),
+            ),
+            type=event_type,
+            reason=reason,
+            message=message[:1024],
+            source=EventSource(component=FIELD_MANAGER),
+            firstTimestamp=now,
+            lastTimestamp=now,
+            count=1,
+            reportingComponent=FIELD_MANAGER,
+        )
+        _count("create", "Event")
+        try:
+            await self.client.create(body)
+        except ApiError as err:
+            log.warning("could not record event %s/%s: %s", reason, meta["name"], err.status.message)

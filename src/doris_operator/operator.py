@@ -1,0 +1,166 @@
+"""``doris-operator run``: the controller manager."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from dataclasses import dataclass, field
+
+import kopf
+from aiohttp import web
+from lightkube import AsyncClient
+from lightkube.config.kubeconfig import KubeConfig
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from . import handlers
+from .k8s import FIELD_MANAGER, Kube
+from .leader import LeaderElector
+from .metrics import REGISTRY
+from .reconcile.controller import Controller
+from .webhook.server import WebhookOptions, WebhookServer
+from .webhook.server import serve as serve_webhook
+
+log = logging.getLogger("doris_operator")
+
+
+@dataclass
+class Options:
+    namespaces: list[str] = field(default_factory=list)
+    """Namespaces to watch; empty means all."""
+    workers: int = 4
+    resync: float = 60.0
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = 8080
+    leader_elect: bool = False
+    lease_namespace: str = ""
+    lease_name: str = "doris-operator"
+    identity: str = ""
+    webhook: WebhookOptions | None = None
+    """Serve the admission webhook in this process (every replica, leader or not)."""
+
+
+def _settings() -> kopf.OperatorSettings:
+    settings = kopf.OperatorSettings()
+    # The operator keeps no state in the objects: no kopf progress or diff-base annotations, no
+    # finalizers (none of its handlers needs one), no kopf Events (it records its own).
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="doris.apache.org")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="doris.apache.org", key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = "doris.apache.org/finalizer"
+    settings.posting.enabled = False
+    settings.scanning.disabled = True
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.networking.request_timeout = 30
+    return settings
+
+
+async def _serve(opts: Options, state: dict[str, bool]) -> web.AppRunner:
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def readyz(_: web.Request) -> web.Response:
+        ready = (state.get("standby", False) or state.get("synced", False)) and state.get("webhook", True)
+        return web.Response(text="ok" if ready else "not ready", status=200 if ready else 503)
+
+    app = web.Application()
+    app.add_routes([web.get("/metrics", metrics), web.get("/healthz", healthz), web.get("/readyz", readyz)])
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, opts.metrics_host, opts.metrics_port).start()
+    return runner
+
+
+async def _operate(opts: Options, kube: Kube, state: dict[str, bool]) -> None:
+    controller = Controller(kube, workers=opts.workers, resync=opts.resync)
+    stop = asyncio.Event()
+    started = asyncio.Event()
+    operator = asyncio.create_task(
+        kopf.operator(
+            registry=handlers.registry,
+            settings=_settings(),
+            memo=kopf.Memo(controller=controller),
+            clusterwide=not opts.namespaces,
+            namespaces=opts.namespaces,
+            standalone=True,
+            stop_flag=stop,
+            ready_flag=started,
+        )
+    )
+    work = asyncio.create_task(controller.run())
+
+    async def synced() -> None:
+        await started.wait()  # kopf's watches are up (with no DorisCluster, the controller never syncs)
+        state["synced"] = True
+
+    watch = asyncio.create_task(synced())
+    try:
+        done, _ = await asyncio.wait({operator, work}, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()
+    finally:
+        stop.set()
+        for task in (work, watch):
+            task.cancel()
+        try:
+            await asyncio.wait_for(operator, timeout=10)
+        except (TimeoutError, asyncio.CancelledError, Exception):
+            operator.cancel()
+
+
+async def main(opts: Options) -> None:
+    config = KubeConfig.from_env()
+    client = AsyncClient(config, field_manager=FIELD_MANAGER)
+    kube = Kube(client)
+    state: dict[str, bool] = {}
+    runner = await _serve(opts, state)
+    webhook: asyncio.Task[None] | None = None
+    if opts.webhook is not None:
+        state["webhook"] = False
+
+        def listening(server: WebhookServer) -> None:
+            state["webhook"] = True
+
+        webhook = asyncio.create_task(serve_webhook(opts.webhook, client, started=listening))
+    try:
+        if opts.leader_elect:
+            identity = opts.identity or f"{socket.gethostname()}-{os.getpid()}"
+            namespace = opts.lease_namespace or os.environ.get("POD_NAMESPACE") or "default"
+            state["standby"] = True
+            elector = LeaderElector(client, namespace, opts.lease_name, identity)
+
+            async def lead() -> None:
+                state["standby"] = False
+                await _operate(opts, kube, state)
+
+            await elector.run(lead)
+        else:
+            await _operate(opts, kube, state)
+    finally:
+        if webhook is not None:
+            webhook.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await webhook
+        await runner.cleanup()
+        await client.close()
+
+
+def run(opts: Options) -> int:
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("kopf").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
+    try:
+        asyncio.run(main(opts))
+    except KeyboardInterrupt:
+        return 0
+    return 1 if opts.leader_elect else 0

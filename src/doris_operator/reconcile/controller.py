@@ -1,0 +1,115 @@
+"""The work loop: keys come in from watch events and a periodic resync; workers reconcile them, one
+reconcile per cluster at a time, clusters in parallel."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from ..k8s import Kube
+from ..metrics import CLUSTERS, QUEUE_DEPTH, RECONCILE_ERRORS, RECONCILE_SECONDS, RECONCILES
+from .observed import ClusterKey
+from .pipeline import AppliedMemory, Context, EventRecorder, reconcile
+from .queue import WorkQueue
+
+log = logging.getLogger(__name__)
+
+CHILD_INDEXES = ("dc_statefulsets", "dc_services", "dc_disruption_budgets", "dc_secrets")
+ERROR_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+
+
+class Controller:
+    def __init__(self, kube: Kube, workers: int = 4, resync: float = 60.0) -> None:
+        self.ctx = Context(kube, AppliedMemory(), EventRecorder(kube))
+        self.queue: WorkQueue[ClusterKey] = WorkQueue()
+        self.workers = workers
+        self.resync = resync
+        self.indexes: Mapping[str, Any] | None = None
+        self.synced = asyncio.Event()
+        self._failures: dict[ClusterKey, int] = {}
+        self._phases: dict[ClusterKey, str] = {}
+
+    def attach(self, indexes: Mapping[str, Any]) -> None:
+        """Called from handlers: kopf runs none until its indexes hold the initial listing."""
+        if self.indexes is None:
+            self.indexes = indexes
+            self.synced.set()
+
+    def enqueue(self, key: ClusterKey) -> None:
+        self.queue.add(key)
+        QUEUE_DEPTH.set(len(self.queue))
+
+    def forget(self, key: ClusterKey) -> None:
+        self.queue.forget(key)
+        self._failures.pop(key, None)
+        self._phases.pop(key, None)
+        self.ctx.events.forget(*key)
+        self.ctx.written.pop(key, None)
+        self._export_phases()
+
+    async def run(self) -> None:
+        await self.synced.wait()
+        log.info("caches synced; starting %d workers, resync every %ss", self.workers, self.resync)
+        tasks = [asyncio.create_task(self._work(), name=f"reconcile-worker-{i}") for i in range(self.workers)]
+        tasks.append(asyncio.create_task(self._resync(), name="resync"))
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    async def _resync(self) -> None:
+        while True:
+            await asyncio.sleep(self.resync)
+            assert self.indexes is not None
+            for key in list(self.indexes["dc_clusters"]):
+                self.enqueue(key)
+
+    async def _work(self) -> None:
+        while True:
+            key = await self.queue.get()
+            QUEUE_DEPTH.set(len(self.queue))
+            try:
+                await self.reconcile_key(key)
+            finally:
+                self.queue.done(key)
+
+    async def reconcile_key(self, key: ClusterKey) -> None:
+        assert self.indexes is not None
+        bodies = list(self.indexes["dc_clusters"].get(key, ()))
+        if not bodies:
+            self.forget(key)
+            return
+        children = [c for name in CHILD_INDEXES for c in self.indexes[name].get(key, ())]
+        pods = list(self.indexes["dc_pods"].get(key, ()))
+        started = time.monotonic()
+        try:
+            result = await reconcile(bodies[0], children, pods, self.ctx)
+        except Exception as err:  # one cluster's failure must not stop the others
+            failures = self._failures.get(key, 0)
+            self._failures[key] = failures + 1
+            delay = ERROR_BACKOFF[min(failures, len(ERROR_BACKOFF) - 1)]
+            log.warning("reconcile of %s/%s failed (retry in %ss): %s", *key, delay, err)
+            RECONCILES.labels(result="error").inc()
+            RECONCILE_ERRORS.labels(reason=type(err).__name__).inc()
+            self.queue.add_after(key, delay)
+            return
+        finally:
+            RECONCILE_SECONDS.observe(time.monotonic() - started)
+        self._failures.pop(key, None)
+        RECONCILES.labels(result="changed" if result.writes else "unchanged").inc()
+        if result.phase:
+            self._phases[key] = result.phase
+            self._export_phases()
+        if result.requeue_after is not None:
+            self.queue.add_after(key, result.requeue_after)
+
+    def _export_phases(self) -> None:
+        counts: dict[str, int] = {}
+        for phase in self._phases.values():
+            counts[phase] = counts.get(phase, 0) + 1
+        for phase in ("Ready", "Progressing", "Degraded", "Paused"):
+            CLUSTERS.labels(phase=phase).set(counts.get(phase, 0))

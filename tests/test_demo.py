@@ -1,0 +1,34 @@
+"""The README's first command: the demo deploys the Doris docs' sample and ends with it Ready."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from typing import Any
+
+import pytest
+
+from harness import ROOT
+
+pytestmark = pytest.mark.cluster
+
+
+def test_demo_ends_with_a_ready_cluster(kube_cluster: Any) -> None:
+    namespace = f"demo-{uuid.uuid4().hex[:6]}"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "hack" / "demo.py"), "--namespace", namespace, "--timeout", "180"],
+        env=kube_cluster.env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    try:
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert f"DorisCluster {namespace}/doriscluster-sample is Ready." in result.stdout
+        listing = result.stdout.split("kubectl get dcr,sts,svc,pods")[1]
+        assert "doriscluster-sample-fe-service    ClusterIP" in listing
+        assert "8030/TCP,9020/TCP,9030/TCP,9010/TCP" in listing
+    finally:
+        kube_cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)

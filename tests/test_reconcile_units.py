@@ -1,0 +1,169 @@
+"""Pure parts of the reconciler: the work queue, the applied-object memory, status computation."""
+
+from __future__ import annotations
+
+import asyncio
+
+from doris_operator.api.validation import parse_cluster
+from doris_operator.reconcile.observed import APPLIED_HASH
+from doris_operator.reconcile.pipeline import AppliedMemory, _keep_claim_templates
+from doris_operator.reconcile.queue import WorkQueue
+from doris_operator.reconcile.status import Findings, cluster_status, component_status, without_times
+
+
+async def test_queue_never_hands_out_a_key_twice_and_requeues_dirty_keys() -> None:
+    q: WorkQueue[str] = WorkQueue()
+    q.add("a")
+    q.add("a")  # collapses
+    q.add("b")
+    assert len(q) == 2
+    first = await q.get()
+    q.add(first)  # added while being worked on: not handed out again yet
+    second = await q.get()
+    assert {first, second} == {"a", "b"} and len(q) == 0
+    q.done(first)  # now it comes back, once
+    assert await asyncio.wait_for(q.get(), 1) == first
+    q.done(first)
+    q.done(second)
+    assert len(q) == 0
+
+
+async def test_queue_add_after() -> None:
+    q: WorkQueue[str] = WorkQueue()
+    q.add_after("a", 0.05)
+    q.add_after("a", 10)  # a later delayed add doesn't postpone the earlier one
+    assert await asyncio.wait_for(q.get(), 1) == "a"
+
+
+def _obj(uid: str, generation: int, digest: str) -> dict[str, object]:
+    return {"metadata": {"uid": uid, "generation": generation, "annotations": {APPLIED_HASH: digest}}}
+
+
+def test_applied_memory_detects_drift_and_restart() -> None:
+    memory = AppliedMemory()
+    stored = _obj("u1", 2, "h")
+    assert not memory.unchanged(stored, "h")  # unknown after a restart: apply once
+    memory.remember(stored)
+    assert memory.unchanged(_obj("u1", 2, "h"), "h")
+    assert not memory.unchanged(_obj("u1", 3, "h"), "h")  # somebody else changed the spec
+    assert not memory.unchanged(_obj("u1", 2, "h"), "other")  # the desired state changed
+    assert not memory.unchanged(None, "h")
+
+
+def test_claim_templates_are_kept_and_differences_named() -> None:
+    stored = {
+        "spec": {
+            "volumeClaimTemplates": [
+                {
+                    "apiVersion": "v1",
+                    "kind": "PersistentVolumeClaim",
+                    "metadata": {"name": "data"},
+                    "spec": {"resources": {"requests": {"storage": "10Gi"}}, "volumeMode": "Filesystem"},
+                    "status": {"phase": "Pending"},
+                }
+            ]
+        }
+    }
+    wanted = {
+        "spec": {
+            "volumeClaimTemplates": [
+                {"metadata": {"name": "data"}, "spec": {"resources": {"requests": {"storage": "20Gi"}}}},
+                {"metadata": {"name": "logs"}, "spec": {}},
+            ]
+        }
+    }
+    obj, differ = _keep_claim_templates(wanted, stored)
+    assert differ == ["data", "logs"]
+    assert obj["spec"]["volumeClaimTemplates"] == [
+        {k: v for k, v in stored["spec"]["volumeClaimTemplates"][0].items() if k != "status"}
+    ]
+    assert wanted["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "20Gi"
+
+
+DC = parse_cluster(
+    {
+        "apiVersion": "doris.selectdb.com/v1",
+        "kind": "DorisCluster",
+        "metadata": {"name": "dc", "namespace": "ns", "generation": 4},
+        "spec": {"feSpec": {"image": "selectdb/doris.fe-ubuntu:2.1.8", "replicas": 3}},
+    }
+)
+
+
+def _sts(
+    ready: int, updated: int, replicas: int = 3, current: str = "r1", update: str = "r1"
+) -> dict[str, object]:
+    return {
+        "kind": "StatefulSet",
+        "metadata": {"name": "dc-fe", "generation": 2, "labels": {}, "annotations": {}},
+        "spec": {},
+        "status": {
+            "observedGeneration": 2,
+            "replicas": replicas,
+            "readyReplicas": ready,
+            "updatedReplicas": updated,
+            "currentRevision": current,
+            "updateRevision": update,
+        },
+    }
+
+
+def _pod(name: str, ready: bool, reason: str | None = None) -> dict[str, object]:
+    return {
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/component": "fe"}},
+        "ready": ready,
+        "phase": "Running",
+        "reason": reason,
+    }
+
+
+def test_component_ready_and_conditions() -> None:
+    children = {("StatefulSet", "dc-fe"): _sts(3, 3)}
+    pods = [_pod(f"dc-fe-{i}", True) for i in range(3)]
+    st = component_status(DC, "fe", 3, children, pods, Findings(), None, "T0")
+    conds = {c["type"]: (c["status"], c["reason"]) for c in st["conditions"]}
+    assert conds == {
+        "Ready": ("True", "AllReplicasReady"),
+        "Progressing": ("False", "Stable"),
+        "Degraded": ("False", "AsExpected"),
+    }
+    assert (st["ready"], st["componentCondition"]["phase"], st["observedGeneration"]) == (
+        "3/3",
+        "available",
+        4,
+    )
+    assert st["runningInstances"] == ["dc-fe-0", "dc-fe-1", "dc-fe-2"]
+
+
+def test_rolling_update_and_failed_pods() -> None:
+    children = {("StatefulSet", "dc-fe"): _sts(2, 1, current="r1", update="r2")}
+    pods = [_pod("dc-fe-0", True), _pod("dc-fe-1", True), _pod("dc-fe-2", False, "CrashLoopBackOff")]
+    st = component_status(DC, "fe", 3, children, pods, Findings(), None, "T0")
+    conds = {c["type"]: c for c in st["conditions"]}
+    assert conds["Progressing"]["reason"] == "RollingUpdate"
+    assert (
+        conds["Degraded"]["status"] == "True" and "dc-fe-2: CrashLoopBackOff" in conds["Degraded"]["message"]
+    )
+    assert st["failedInstances"] == ["dc-fe-2"] and st["componentCondition"]["phase"] == "haveMemberFailed"
+
+
+def test_transition_times_move_only_on_change() -> None:
+    children = {("StatefulSet", "dc-fe"): _sts(3, 3)}
+    pods = [_pod(f"dc-fe-{i}", True) for i in range(3)]
+    first = component_status(DC, "fe", 3, children, pods, Findings(), None, "T0")
+    again = component_status(DC, "fe", 3, children, pods, Findings(), first, "T1")
+    assert [c["lastTransitionTime"] for c in again["conditions"]] == ["T0", "T0", "T0"]
+    assert without_times(first) == without_times(again)
+    worse = component_status(
+        DC, "fe", 3, {("StatefulSet", "dc-fe"): _sts(2, 3)}, pods, Findings(), first, "T2"
+    )
+    assert next(c for c in worse["conditions"] if c["type"] == "Ready")["lastTransitionTime"] == "T2"
+
+
+def test_cluster_phase() -> None:
+    findings = Findings()
+    fe = component_status(DC, "fe", 3, {("StatefulSet", "dc-fe"): _sts(3, 3)}, [], findings, None, "T")
+    assert cluster_status(DC, {"fe": fe}, findings, None, "T")["phase"] == "Ready"
+    findings.degrade("", "InvalidSpec", "x")
+    st = cluster_status(DC, {"fe": fe}, findings, None, "T")
+    assert st["phase"] == "Degraded" and st["beStatus"] is None  # None: removed from the stored status
