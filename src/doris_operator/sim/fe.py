@@ -408,6 +408,15 @@ class SimCluster:
         with self._lock:
             self._frontend_at(host, edit_log_port).query_port = query_port
 
+    def move_frontend(self, host: str, edit_log_port: int, new_host: str, new_edit_log_port: int) -> None:
+        """Give an FE another address, e.g. the initial master the identity of the pod that bootstraps."""
+        with self._lock:
+            fe = self._frontend_at(host, edit_log_port)
+            taken = self._find_frontend(_HostPort(new_host, new_edit_log_port))
+            if taken is not None and taken is not fe:
+                raise ValueError(f"{taken.address} is another frontend")
+            fe.host, fe.edit_log_port = new_host, new_edit_log_port
+
     def set_master(self, host: str, edit_log_port: int) -> None:
         """Simulate an election won by this alive FOLLOWER."""
         with self._lock:
@@ -1262,6 +1271,14 @@ class SimFeServer:
         if self._port is None:
             raise RuntimeError("server is not serving")
         return self._port
+
+    def serve_as(self, frontend: tuple[str, int]) -> None:
+        """Answer as another FE of the cluster from now on, as a Service does when its pod changes."""
+        with self.cluster._lock:
+            fe = self.cluster._frontend_at(*frontend)
+            if self._port is not None:
+                fe.query_port = self._port
+            self.frontend, self._fe = frontend, fe
 
     def run(self, sql: str) -> Result | None:
         """Execute ``sql`` as this FE (what a client connected to it gets)."""
