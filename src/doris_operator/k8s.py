@@ -86,14 +86,26 @@ class Kube:
         return True
 
     async def patch_status(self, name: str, namespace: str, status: dict[str, Any]) -> None:
+        """Set the whole status (a JSON patch: nested fields no longer present go too)."""
         _count("patch", "DorisCluster/status")
         await self.client.patch(
             DorisClusterResource.Status,
             name,
-            {"status": status},
+            [{"op": "add", "path": "/status", "value": status}],
             namespace=namespace,
-            patch_type=PatchType.MERGE,
+            patch_type=PatchType.JSON,
         )
+
+    async def secret_data(self, name: str, namespace: str) -> dict[str, str] | None:
+        """A Secret's data (base64), or None when it doesn't exist.  Never logged."""
+        _count("get", "Secret")
+        try:
+            secret = await self.client.get(Secret, name, namespace=namespace)
+        except ApiError as err:
+            if err.status.code == 404:
+                return None
+            raise
+        return dict(secret.data or {})
 
     async def event(self, involved: dict[str, Any], event_type: str, reason: str, message: str) -> None:
         """A core/v1 Event on the DorisCluster (best effort: a failure is logged, never raised)."""

@@ -513,6 +513,8 @@ class ComponentStatus(StatusModel):
     """``ready/desired``, for kubectl get."""
     conditions: list[Condition] | None = None
     access: ServiceAccess | None = None
+    decommissioning: dict[str, int] | None = None
+    """Pods whose BE is being decommissioned before the StatefulSet shrinks -> tablets it still holds."""
     observed_generation: int | None = None
 
 

@@ -19,7 +19,10 @@ from ..api.doriscluster import DorisCluster
 from ..api.validation import InvalidResource, parse_cluster
 from ..builders import build, names
 from ..builders.config import config_map_names
+from ..builders.config import resolve as resolve_config
+from ..doris.client import Credentials
 from ..k8s import Kube
+from .membership import FeSession, credentials, fe_endpoint, reconcile_membership
 from .observed import APPLIED_HASH, Obj
 from .status import Findings, cluster_status, component_status, without_times
 
@@ -144,6 +147,19 @@ async def reconcile(body: Obj, children: Iterable[Obj], pods: Iterable[Obj], ctx
     config_maps, blocked = await _references(dc, ctx, findings)
     desired = build(dc, config_maps)
     fe_ready = _fe_answers(dc, pod_list)
+    host, port = fe_endpoint(dc, resolve_config("fe", dc.spec.fe_spec, config_maps))
+
+    async def creds() -> Credentials:
+        return await credentials(dc, lambda name: ctx.kube.secret_data(name, dc.namespace))
+
+    async def record(event_type: str, reason: str, message: str) -> None:
+        await ctx.events.record(body, event_type, reason, message, dedupe=False)
+
+    session = FeSession(host, port, creds)
+    try:
+        await reconcile_membership(dc, desired, observed, pod_list, old_status, session, findings, record)
+    finally:
+        await session.close()
 
     # apply, component by component in start-up order
     for obj in desired:
@@ -339,7 +355,6 @@ async def _write_status(body: Obj, old: Obj, new: Obj, ctx: Context, result: Res
     key = (body["metadata"]["namespace"], body["metadata"]["name"])
     if without_times(clean) in (without_times(old), without_times(ctx.written.get(key))):
         return
-    patch = {**dict.fromkeys(old), **clean}
-    await ctx.kube.patch_status(key[1], key[0], patch)
+    await ctx.kube.patch_status(key[1], key[0], clean)
     ctx.written[key] = clean
     result.writes += 1

@@ -28,6 +28,8 @@ class Findings:
 
     degraded: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     waiting: dict[str, tuple[str, str]] = field(default_factory=dict)
+    draining: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per component: pods whose BE is being decommissioned -> tablets it still holds."""
 
     def degrade(self, comp: str, reason: str, message: str) -> None:
         self.degraded.setdefault(comp, []).append((reason, message))
@@ -182,6 +184,7 @@ def component_status(
         "ready": f"{ready}/{desired_replicas}",
         "conditions": conditions,
         "access": _access(dc.name, comp, children),
+        "decommissioning": findings.draining.get(comp) or None,
         "observedGeneration": generation,
     }
     for key in ("coreConfigMapHashValue", "horizontalScaler"):
