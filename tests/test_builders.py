@@ -388,3 +388,36 @@ def test_build_is_deterministic_and_does_not_mutate_input() -> None:
     before = dc.model_dump()
     assert build(dc) == build(dc)
     assert dc.model_dump() == before
+
+
+def test_restart_triggers_reach_the_pod_template() -> None:
+    """restartedAt on the DorisCluster and, with enableRestartWhenConfigChange, the conf content change
+    the pod template: that is what rolls the component (one pod at a time, by the operator)."""
+
+    def annotations(doc_patch: dict[str, Any], conf: str, comp: str = "be") -> dict[str, str]:
+        doc = copy.deepcopy(BASE)
+        doc["metadata"].update(doc_patch.pop("metadata", {}))
+        doc["spec"].update(doc_patch)
+        doc["spec"]["beSpec"]["configMapInfo"] = {"configMapName": "c"}
+        objs = build(parse_cluster(doc), {"c": {"be.conf": conf}})
+        sts = next(o for o in objs if o["metadata"]["name"] == f"dc-{comp}" and o["kind"] == "StatefulSet")
+        return dict(sts["spec"]["template"]["metadata"].get("annotations") or {})
+
+    assert annotations({}, "a=1") == {}  # off by default: a conf change alone restarts nothing
+    on = {"enableRestartWhenConfigChange": True}
+    first, same, changed = (
+        annotations(dict(on), "a=1"),
+        annotations(dict(on), "a = 1\n"),
+        annotations(dict(on), "a=2"),
+    )
+    assert first[names.CONFIG_HASH] == same[names.CONFIG_HASH] != changed[names.CONFIG_HASH]
+    stamp = {"metadata": {"annotations": {"apache.doris.be/restartedAt": "2026-11-22T03:30:00Z"}}}
+    assert annotations(stamp, "a=1")["apache.doris.be/restartedAt"] == "2026-11-22T03:30:00Z"
+    assert "apache.doris.be/restartedAt" not in annotations(copy.deepcopy(stamp), "a=1", comp="fe")
+
+
+def test_statefulsets_are_replaced_by_the_operator_not_the_controller() -> None:
+    for obj in render().values():
+        if obj["kind"] == "StatefulSet":
+            assert obj["spec"]["updateStrategy"] == {"type": "OnDelete"}
+            assert obj["spec"]["podManagementPolicy"] == "Parallel"

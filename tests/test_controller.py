@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from doris_operator.reconcile.membership import FE_ADDRESS_ANNOTATION
+from doris_operator.sim.images import ImageDriver
 from harness import Kubectl, Operator, eventually, names_of, sample, status, wait_ready
 
 pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("clean_namespaces")]
@@ -81,9 +83,19 @@ def test_every_access_sample_converges(kubectl: Kubectl, operator: Operator, nam
     assert [p.get("nodePort") for p in st["feStatus"]["access"]["ports"]] == node_ports
 
 
-def test_changes_converge(kubectl: Kubectl, operator: Operator) -> None:
+def test_changes_converge(kube_cluster: Any, kubectl: Kubectl, operator: Operator) -> None:
     ns = kubectl.new_namespace()
     manifest = sample()
+    # the BE rolling update asks Doris (disable_query, alive): the simulated FE stands in for it
+    driver = ImageDriver(kube_cluster.kubeconfig, ns, "doriscluster-sample").start()
+    manifest["metadata"]["annotations"] = {FE_ADDRESS_ANNOTATION: f"{driver.host}:{driver.port}"}
+    try:
+        _change_and_converge(kubectl, ns, manifest)
+    finally:
+        driver.stop()
+
+
+def _change_and_converge(kubectl: Kubectl, ns: str, manifest: dict[str, Any]) -> None:
     kubectl.apply(manifest, ns)
     wait_ready(kubectl, ns)
     changed = copy.deepcopy(manifest)

@@ -12,7 +12,7 @@ from lightkube.generic_resource import create_namespaced_resource
 from lightkube.models.core_v1 import EventSource, ObjectReference
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.apps_v1 import StatefulSet
-from lightkube.resources.core_v1 import ConfigMap, Event, Secret, Service
+from lightkube.resources.core_v1 import ConfigMap, Event, Pod, Secret, Service
 from lightkube.resources.policy_v1 import PodDisruptionBudget
 from lightkube.types import PatchType
 
@@ -29,6 +29,7 @@ KINDS: dict[str, Any] = {
     "Service": Service,
     "PodDisruptionBudget": PodDisruptionBudget,
     "Secret": Secret,
+    "Pod": Pod,
 }
 
 

@@ -13,6 +13,12 @@ LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY = "doris-operator"
 
 ANNOTATION_DEBUG_KEYS = ("selectdb.com.doris/runmode", "apache.org.doris/runmode")
+CONFIG_HASH = "doris.apache.org/config-hash"
+
+
+def restarted_at(comp: Component) -> str:
+    """The DorisCluster annotation asking for a rolling restart (the official operator's key for FE/BE)."""
+    return f"apache.doris.{comp}/restartedAt"
 
 
 def statefulset(cluster: str, comp: Component) -> str:

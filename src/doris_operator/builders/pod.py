@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import re
 from typing import Any
 
@@ -430,8 +431,15 @@ def pod_template(
     pod_spec.update({k: v for k, v in optional.items() if v})
 
     metadata: Obj = {"labels": names.pod_labels(dc.name, comp, spec.pod_labels)}
-    if spec.annotations:
-        metadata["annotations"] = dict(spec.annotations)
+    annotations = dict(spec.annotations or {})
+    restarted = (dc.metadata.annotations or {}).get(names.restarted_at(comp))
+    if restarted:
+        annotations[names.restarted_at(comp)] = restarted  # a new value rolls the component
+    if dc.spec.enable_restart_when_config_change and config.source:
+        digest = hashlib.sha256(json.dumps(config.values, sort_keys=True).encode()).hexdigest()[:16]
+        annotations[names.CONFIG_HASH] = digest  # new conf file content rolls the component
+    if annotations:
+        metadata["annotations"] = annotations
     template: Obj = {"metadata": metadata, "spec": pod_spec}
     if spec.pod_template:
         template = merge_overlay(template, spec.pod_template)

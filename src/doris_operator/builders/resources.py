@@ -38,7 +38,9 @@ def statefulset(
         "selector": {"matchLabels": names.selector_labels(dc.name, comp)},
         "serviceName": names.internal_service(dc.name, comp),
         "podManagementPolicy": "Parallel",
-        "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}},
+        # The operator replaces pods itself, one at a time in Doris's order (BE, CN, FE with the master
+        # last, Broker), stopping queries to a BE before its restart: see reconcile/rollout.py.
+        "updateStrategy": {"type": "OnDelete"},
         "revisionHistoryLimit": 5,
         "template": pod_template(dc, comp, spec, config, fe_config, credentials_secret),
     }

@@ -48,6 +48,7 @@ class Controller:
         self._phases.pop(key, None)
         self.ctx.events.forget(*key)
         self.ctx.written.pop(key, None)
+        self.ctx.rollouts.pop(key, None)
         self._export_phases()
 
     async def run(self) -> None:

@@ -10,7 +10,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from lightkube import ApiError
@@ -24,6 +24,7 @@ from ..doris.client import Credentials
 from ..k8s import Kube
 from .membership import FeSession, credentials, fe_endpoint, reconcile_membership
 from .observed import APPLIED_HASH, Obj
+from .rollout import RolloutMemory, reconcile_rollout
 from .status import Findings, cluster_status, component_status, without_times
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,7 @@ class Context:
     events: EventRecorder
     written: dict[tuple[str, str], Obj] = field(default_factory=dict)
     """The status last written per cluster: the watched copy lags behind our own writes."""
+    rollouts: dict[tuple[str, str], RolloutMemory] = field(default_factory=dict)
 
 
 @dataclass
@@ -146,7 +148,6 @@ async def reconcile(body: Obj, children: Iterable[Obj], pods: Iterable[Obj], ctx
     findings = Findings()
     config_maps, blocked = await _references(dc, ctx, findings)
     desired = build(dc, config_maps)
-    fe_ready = _fe_answers(dc, pod_list)
     host, port = fe_endpoint(dc, resolve_config("fe", dc.spec.fe_spec, config_maps))
 
     async def creds() -> Credentials:
@@ -157,9 +158,36 @@ async def reconcile(body: Obj, children: Iterable[Obj], pods: Iterable[Obj], ctx
 
     session = FeSession(host, port, creds)
     try:
-        await reconcile_membership(dc, desired, observed, pod_list, old_status, session, findings, record)
+        await _converge(
+            dc, body, desired, blocked, observed, pod_list, old_status, session, findings, record, ctx, result
+        )
     finally:
         await session.close()
+    status = _status(dc, observed, pod_list, findings, old_status)
+    await _write_status(body, old_status, status, ctx, result)
+    result.phase = status["phase"]
+    if status["phase"] != "Ready":
+        result.requeue_after = NOT_CONVERGED_REQUEUE
+    return result
+
+
+async def _converge(
+    dc: DorisCluster,
+    body: Obj,
+    desired: list[Obj],
+    blocked: set[str],
+    observed: dict[tuple[str, str], Obj],
+    pod_list: list[Obj],
+    old_status: Obj,
+    session: FeSession,
+    findings: Findings,
+    record: Callable[[str, str, str], Awaitable[None]],
+    ctx: Context,
+    result: Result,
+) -> None:
+    """Membership (safe scale-in), apply, prune, then at most one pod of a rolling update."""
+    await reconcile_membership(dc, desired, observed, pod_list, old_status, session, findings, record)
+    fe_ready = _fe_answers(dc, pod_list)
 
     # apply, component by component in start-up order
     for obj in desired:
@@ -173,11 +201,24 @@ async def reconcile(body: Obj, children: Iterable[Obj], pods: Iterable[Obj], ctx
 
     await _prune(dc, body, desired, observed, ctx, findings, result)
 
+    async def delete_pod(name: str) -> None:
+        await ctx.kube.delete("Pod", name, dc.namespace)
+        result.writes += 1
+
+    memory = ctx.rollouts.setdefault((dc.namespace, dc.name), RolloutMemory())
+    await reconcile_rollout(dc, observed, pod_list, memory, session, findings, record, delete_pod)
     for problems in findings.degraded.values():
         for reason, message in problems:
             await ctx.events.record(body, "Warning", reason, message)
 
-    # status
+
+def _status(
+    dc: DorisCluster,
+    observed: dict[tuple[str, str], Obj],
+    pod_list: list[Obj],
+    findings: Findings,
+    old_status: Obj,
+) -> Obj:
     now = _now()
     components: dict[str, Obj] = {}
     for comp, spec in dc.components():
@@ -191,12 +232,7 @@ async def reconcile(body: Obj, children: Iterable[Obj], pods: Iterable[Obj], ctx
             old_status.get(f"{comp}Status"),
             now,
         )
-    status = cluster_status(dc, components, findings, old_status, now)
-    await _write_status(body, old_status, status, ctx, result)
-    result.phase = status["phase"]
-    if status["phase"] != "Ready":
-        result.requeue_after = NOT_CONVERGED_REQUEUE
-    return result
+    return cluster_status(dc, components, findings, old_status, now)
 
 
 async def _prune(

@@ -100,13 +100,12 @@ def component_status(
     settled = sts is not None and (st.get("observedGeneration") or 0) >= (
         sts["metadata"].get("generation") or 0
     )
-    rolled = not st.get("updateRevision") or st.get("currentRevision") == st.get("updateRevision")
+    # (with OnDelete the StatefulSet never moves currentRevision: updatedReplicas says it all)
     available = (
         settled
         and ready == desired_replicas
         and updated == desired_replicas
         and int(st.get("replicas") or 0) == desired_replicas
-        and rolled
     )
     mine = sorted(
         (p for p in pods if p["metadata"]["labels"].get(names.LABEL_COMPONENT) == comp),
@@ -132,7 +131,7 @@ def component_status(
     elif unschedulable:
         first = unschedulable[0]
         progressing = (True, "Unschedulable", f"pod {first['metadata']['name']}: {first['unschedulable']}")
-    elif not rolled or updated < desired_replicas:
+    elif updated < desired_replicas:
         progressing = (True, "RollingUpdate", f"{updated}/{desired_replicas} replicas updated, {ready} ready")
     elif int(st.get("replicas") or 0) != desired_replicas:
         progressing = (True, "Scaling", f"{st.get('replicas') or 0} replicas, {desired_replicas} desired")
