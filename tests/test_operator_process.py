@@ -52,6 +52,8 @@ def test_namespaced_operator_ignores_other_namespaces(
         assert status(kubectl, other) == {}
     finally:
         op.stop()
+    assert op.proc is not None and op.proc.returncode == 0, op.log_tail()  # SIGTERM is a clean stop
+    assert "Traceback" not in op.log_path.read_text()
     kubectl("delete", "namespace", other, "--wait=false")
 
 

@@ -41,6 +41,7 @@ class LeaderElector:
         self.lease_seconds = lease_seconds
         self.renew_seconds = renew_seconds
         self.leading = False
+        self.lost = False
 
     async def _try_acquire(self) -> bool:
         """One attempt to take or keep the Lease; optimistic concurrency settles races between replicas."""
@@ -108,6 +109,7 @@ class LeaderElector:
                     last_renewal = asyncio.get_running_loop().time()
                 elif asyncio.get_running_loop().time() - last_renewal > self.lease_seconds:
                     log.error("%s lost the lease; stopping", self.identity)
+                    self.lost = True
                     break
         finally:
             self.leading = False

@@ -104,7 +104,8 @@ async def _operate(opts: Options, kube: Kube, state: dict[str, bool]) -> None:
     try:
         done, _ = await asyncio.wait({operator, work}, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
-            task.result()
+            if not task.cancelled():  # kopf cancels the loop's tasks when it stops on SIGTERM
+                task.result()
     finally:
         stop.set()
         for task in (work, watch):
@@ -115,7 +116,9 @@ async def _operate(opts: Options, kube: Kube, state: dict[str, bool]) -> None:
             operator.cancel()
 
 
-async def main(opts: Options) -> None:
+async def main(opts: Options) -> int:
+    """Run until SIGTERM/SIGINT (exit status 0) or, with leader election, until the lease is lost (1:
+    the pod restarts and comes back as a standby)."""
     config = KubeConfig.from_env()
     client = AsyncClient(config, field_manager=FIELD_MANAGER)
     kube = Kube(client)
@@ -141,8 +144,9 @@ async def main(opts: Options) -> None:
                 await _operate(opts, kube, state)
 
             await elector.run(lead)
-        else:
-            await _operate(opts, kube, state)
+            return 1 if elector.lost else 0
+        await _operate(opts, kube, state)
+        return 0
     finally:
         if webhook is not None:
             webhook.cancel()
@@ -160,7 +164,6 @@ def run(opts: Options) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpx2").setLevel(logging.WARNING)
     try:
-        asyncio.run(main(opts))
+        return asyncio.run(main(opts))
     except KeyboardInterrupt:
         return 0
-    return 1 if opts.leader_elect else 0
