@@ -40,8 +40,8 @@ crds: venv
 	$(PYTHON) -m doris_operator.api.crdgen
 
 lint: venv
-	$(PYTHON) -m ruff check src tests hack
-	$(PYTHON) -m ruff format --check src tests hack
+	$(PYTHON) -m ruff check src tests hack bench
+	$(PYTHON) -m ruff format --check src tests hack bench
 	$(PYTHON) -m mypy
 
 # Everything CI runs: lint, types, unit and golden tests, and the tests on the local control plane
