@@ -167,3 +167,25 @@ def test_cluster_phase() -> None:
     findings.degrade("", "InvalidSpec", "x")
     st = cluster_status(DC, {"fe": fe}, findings, None, "T")
     assert st["phase"] == "Degraded" and st["beStatus"] is None  # None: removed from the stored status
+
+
+async def test_queue_serves_event_wakeups_before_resyncs() -> None:
+    q: WorkQueue[str] = WorkQueue()
+    for key in ("r1", "r2", "r3"):
+        q.add(key, urgent=False)
+    q.add("e1")
+    q.add("r2")  # an event for a key waiting on the resync line promotes it
+    assert [await q.get() for _ in range(2)] == ["e1", "r2"]
+    assert [await q.get() for _ in range(2)] == ["r1", "r3"]  # r2's old place is skipped
+    assert len(q) == 0
+    for key in ("e1", "r2", "r1", "r3"):
+        q.done(key)
+
+
+async def test_queue_get_waits_for_an_add() -> None:
+    q: WorkQueue[str] = WorkQueue()
+    waiter = asyncio.create_task(q.get())
+    await asyncio.sleep(0.01)
+    assert not waiter.done()
+    q.add("a", urgent=False)
+    assert await asyncio.wait_for(waiter, 1) == "a"

@@ -38,8 +38,8 @@ class Controller:
             self.indexes = indexes
             self.synced.set()
 
-    def enqueue(self, key: ClusterKey) -> None:
-        self.queue.add(key)
+    def enqueue(self, key: ClusterKey, urgent: bool = True) -> None:
+        self.queue.add(key, urgent)
         QUEUE_DEPTH.set(len(self.queue))
 
     def forget(self, key: ClusterKey) -> None:
@@ -67,7 +67,7 @@ class Controller:
             await asyncio.sleep(self.resync)
             assert self.indexes is not None
             for key in list(self.indexes["dc_clusters"]):
-                self.enqueue(key)
+                self.enqueue(key, urgent=False)
 
     async def _work(self) -> None:
         while True:

@@ -1,9 +1,13 @@
 """A work queue of cluster keys: a key is never handed to two workers at once, a key added while it is
-being worked on is handed out again afterwards, and adds of a waiting key collapse into one."""
+being worked on is handed out again afterwards, and adds of a waiting key collapse into one.
+
+Keys woken by an event go before keys a resync merely revisits, so under load a cluster whose pods just
+changed isn't kept waiting behind a round of no-op resyncs."""
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Hashable
 from typing import Generic, TypeVar
 
@@ -12,18 +16,26 @@ K = TypeVar("K", bound=Hashable)
 
 class WorkQueue(Generic[K]):
     def __init__(self) -> None:
-        self._queue: asyncio.Queue[K] = asyncio.Queue()
-        self._waiting: set[K] = set()
+        self._urgent: deque[K] = deque()
+        self._resync: deque[K] = deque()
+        self._waiting: dict[K, bool] = {}
+        """key -> urgent, for keys waiting to be handed out."""
         self._active: set[K] = set()
-        self._again: set[K] = set()
+        self._again: dict[K, bool] = {}
         self._timers: dict[K, asyncio.TimerHandle] = {}
+        self._wakeup = asyncio.Event()
 
-    def add(self, key: K) -> None:
+    def add(self, key: K, urgent: bool = True) -> None:
         if key in self._active:
-            self._again.add(key)
+            self._again[key] = self._again.get(key, False) or urgent
         elif key not in self._waiting:
-            self._waiting.add(key)
-            self._queue.put_nowait(key)
+            self._waiting[key] = urgent
+            (self._urgent if urgent else self._resync).append(key)
+            self._wakeup.set()
+        elif urgent and not self._waiting[key]:
+            self._waiting[key] = True  # promoted: its place in the resync line is skipped later
+            self._urgent.append(key)
+            self._wakeup.set()
 
     def add_after(self, key: K, delay: float) -> None:
         """Add ``key`` after ``delay`` seconds; an earlier pending delayed add wins."""
@@ -40,16 +52,21 @@ class WorkQueue(Generic[K]):
         self.add(key)
 
     async def get(self) -> K:
-        key = await self._queue.get()
-        self._waiting.discard(key)
-        self._active.add(key)
-        return key
+        while True:
+            for line, urgent in ((self._urgent, True), (self._resync, False)):
+                while line:
+                    key = line.popleft()
+                    if self._waiting.get(key) is urgent:  # else a stale entry of a promoted key
+                        del self._waiting[key]
+                        self._active.add(key)
+                        return key
+            self._wakeup.clear()
+            await self._wakeup.wait()
 
     def done(self, key: K) -> None:
         self._active.discard(key)
         if key in self._again:
-            self._again.discard(key)
-            self.add(key)
+            self.add(key, self._again.pop(key))
 
     def forget(self, key: K) -> None:
         timer = self._timers.pop(key, None)
