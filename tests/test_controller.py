@@ -228,6 +228,8 @@ def test_pause_annotation_stops_reconciling(kubectl: Kubectl, operator: Operator
     wait_ready(kubectl, ns)
     kubectl("annotate", "dcr", "doriscluster-sample", "-n", ns, "doris.apache.org/paused=true")
     eventually(lambda: status(kubectl, ns).get("phase") == "Paused", 30)
+    progressing = next(c for c in status(kubectl, ns)["conditions"] if c["type"] == "Progressing")
+    assert (progressing["status"], progressing["reason"]) == ("False", "Paused")
     kubectl.patch(ns, '{"spec":{"beSpec":{"replicas":5}}}')
     time.sleep(8)  # more than two resyncs
     assert kubectl.json("sts", "doriscluster-sample-be", "-n", ns)["spec"]["replicas"] == 3

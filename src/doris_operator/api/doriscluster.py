@@ -280,7 +280,8 @@ class PersistentVolume(Model):
 
 class SystemInitialization(Model):
     init_image: str | None = None
-    """Image of the privileged ``init`` container; default selectdb/alpine:latest."""
+    """Image of the privileged ``init`` container; default: the component's image for BE and CN,
+    selectdb/alpine:latest for FE and Broker."""
     command: list[str] | None = None
     args: list[str] | None = None
     requests: dict[str, Quantity] | None = None

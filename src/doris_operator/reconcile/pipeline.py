@@ -117,7 +117,16 @@ async def reconcile(body: Obj, children: Iterable[Obj], pods: Iterable[Obj], ctx
     result = Result()
 
     if (meta.get("annotations") or {}).get(PAUSE_ANNOTATION, "").lower() == "true":
-        status = {**old_status, "phase": "Paused"}
+        paused = {
+            "type": "Progressing",
+            "status": "False",
+            "reason": "Paused",
+            "message": f"reconciling is paused by the annotation {PAUSE_ANNOTATION}",
+            "observedGeneration": meta.get("generation"),
+            "lastTransitionTime": _now(),
+        }
+        conditions = [c for c in old_status.get("conditions") or [] if c.get("type") != "Progressing"]
+        status = {**old_status, "phase": "Paused", "conditions": [*conditions, paused]}
         await _write_status(body, old_status, status, ctx, result)
         result.phase = "Paused"
         return result
@@ -245,8 +254,9 @@ async def _prune(
     result: Result,
 ) -> None:
     """Delete what the operator made that is no longer desired (a removed component, say); never PVCs.
-    FE and BE hold data: while their StatefulSet still runs pods, removing their spec is refused; the
-    replicas go to 0 first (scale-in moves the data away), then the objects go."""
+    FE and BE hold data and CNs stay registered in Doris: while their StatefulSet still runs pods,
+    removing their spec is refused; the replicas go to 0 first (scale-in moves the data away and
+    unregisters them), then the objects go."""
     wanted = {(o["kind"], o["metadata"]["name"]) for o in desired}
     stale = {
         key: obj
@@ -257,7 +267,7 @@ async def _prune(
     for (kind, name), obj in stale.items():
         comp = _component(obj)
         replicas = int((obj.get("status") or {}).get("replicas") or 0)
-        if kind == "StatefulSet" and comp in ("fe", "be") and replicas > 0:
+        if kind == "StatefulSet" and comp in ("fe", "be", "cn") and replicas > 0:
             keep.add(comp)
             findings.degrade(
                 "",

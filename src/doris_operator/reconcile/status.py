@@ -198,7 +198,6 @@ def cluster_status(
     findings: Findings,
     old: Obj | None,
     now: str,
-    paused: bool = False,
 ) -> Obj:
     generation = dc.metadata.generation
     old = old or {}
@@ -231,9 +230,9 @@ def cluster_status(
         ),
         _condition(
             "Progressing",
-            bool(moving) and not paused,
-            "Paused" if paused else ("Reconciling" if moving else "Stable"),
-            "reconciling is paused by annotation" if paused else "; ".join(moving),
+            bool(moving),
+            "Reconciling" if moving else "Stable",
+            "; ".join(moving),
             generation,
         ),
         _condition(
@@ -245,7 +244,7 @@ def cluster_status(
         ),
     ]
     status: Obj = {
-        "phase": "Paused" if paused else "Degraded" if problems else "Ready" if ready else "Progressing",
+        "phase": "Degraded" if problems else "Ready" if ready else "Progressing",
         "observedGeneration": generation,
         "conditions": _carry_times(conditions, old.get("conditions"), now),
     }
