@@ -124,7 +124,9 @@ def test_image_upgrade_goes_be_first_fe_master_last_one_pod_at_a_time(
             pods = kubectl.items("pods", ns)
             return len(pods) == 6 and all(
                 p["spec"]["containers"][0]["image"].endswith(":2.0.3")
-                and any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"]["conditions"])
+                and any(
+                    c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", [])
+                )
                 for p in pods
             )
 
