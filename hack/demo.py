@@ -62,6 +62,7 @@ def main() -> int:
         print(f"Using the cluster of KUBECONFIG={os.environ['KUBECONFIG']}")
         cluster = localcluster.LocalCluster.attach(os.environ["KUBECONFIG"])
     operator: subprocess.Popen[bytes] | None = None
+    sim: subprocess.Popen[str] | None = None
     try:
         cluster.kubectl("apply", "-f", str(ROOT / "config" / "crd"))
         _wait_established(cluster, "dorisclusters.doris.selectdb.com")
@@ -88,6 +89,23 @@ def main() -> int:
         cluster.kubectl("create", "namespace", args.namespace, check=False)
         manifest = yaml.safe_load(Path(args.manifest).read_text())
         name = manifest["metadata"]["name"]
+        # Doris itself can't run here: a simulated FE answers the operator's SQL, and plays the images'
+        # part (each pod registers itself when it turns Ready)
+        sim = subprocess.Popen(
+            [sys.executable, "-m", "doris_operator.sim", "--namespace", args.namespace, "--cluster", name],
+            env=cluster.env(),
+            stdout=subprocess.PIPE,
+            stderr=(STATE / "simulated-fe.log").open("wb"),
+            text=True,
+            start_new_session=True,
+        )
+        assert sim.stdout is not None
+        fe_address = sim.stdout.readline().strip()
+        if not fe_address:
+            print(f"the simulated FE did not start; see {STATE / 'simulated-fe.log'}")
+            return 1
+        print(f"Simulated Doris FE on {fe_address} (log {STATE / 'simulated-fe.log'})")
+        manifest["metadata"].setdefault("annotations", {})["doris.apache.org/fe-address"] = fe_address
         print(f"\n$ kubectl apply -n {args.namespace} -f {os.path.relpath(args.manifest)}")
         print(cluster.apply(manifest, "-n", args.namespace).strip())
         deadline = time.monotonic() + args.timeout
@@ -108,19 +126,29 @@ def main() -> int:
         if phase != "Ready":
             print(f"The DorisCluster did not become Ready within {args.timeout:.0f}s")
             return 1
+        members = subprocess.run(
+            [sys.executable, "-m", "doris_operator.kubectl_plugin", "status", name, "-n", args.namespace],
+            env=cluster.env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        print(f"$ kubectl doris status {name} -n {args.namespace}\n{members.stdout}{members.stderr}")
         print(f"DorisCluster {args.namespace}/{name} is Ready.")
         if args.keep:
             print(
                 f"\nLeft running: export KUBECONFIG={cluster.kubeconfig}\n"
-                f"Stop with: kill {operator.pid}; python hack/localcluster.py down "
+                f"Stop with: kill {operator.pid} {sim.pid}; python hack/localcluster.py down "
                 f"--state-dir {STATE / 'cluster'}"
             )
         return 0
     finally:
         if not args.keep:
-            if operator is not None and operator.poll() is None:
-                os.killpg(operator.pid, signal.SIGTERM)
-                operator.wait(timeout=20)
+            for proc in (operator, sim):
+                if proc is not None and proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                    proc.wait(timeout=20)
             if own_cluster:
                 cluster.stop()
 

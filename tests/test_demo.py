@@ -30,5 +30,8 @@ def test_demo_ends_with_a_ready_cluster(kube_cluster: Any) -> None:
         listing = result.stdout.split("kubectl get dcr,sts,svc,pods")[1]
         assert "doriscluster-sample-fe-service    ClusterIP" in listing
         assert "8030/TCP,9020/TCP,9030/TCP,9010/TCP" in listing
+        members = result.stdout.split("kubectl doris status")[1]  # as the simulated Doris sees them
+        assert members.count("FOLLOWER") == 3, members
+        assert all(f"doriscluster-sample-be-{i}  yes" in members for i in range(3)), members
     finally:
         kube_cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
