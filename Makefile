@@ -53,4 +53,4 @@ test-fast: venv
 	$(PYTHON) -m pytest -ra -m "not cluster"
 
 demo: venv
-	$(PYTHON) hack/demo.py
+	$(PYTHON) hack/demo.py $(ARGS)
