@@ -52,6 +52,9 @@ def main() -> int:
     parser.add_argument("--namespace", default="doris")
     parser.add_argument("--timeout", type=float, default=300)
     parser.add_argument("--keep", action="store_true", help="leave the operator and control plane running")
+    parser.add_argument(
+        "--no-sim", action="store_true", help="real Doris images: don't start the simulated FE"
+    )
     args = parser.parse_args()
 
     own_cluster = not os.environ.get("KUBECONFIG")
@@ -89,23 +92,32 @@ def main() -> int:
         cluster.kubectl("create", "namespace", args.namespace, check=False)
         manifest = yaml.safe_load(Path(args.manifest).read_text())
         name = manifest["metadata"]["name"]
-        # Doris itself can't run here: a simulated FE answers the operator's SQL, and plays the images'
-        # part (each pod registers itself when it turns Ready)
-        sim = subprocess.Popen(
-            [sys.executable, "-m", "doris_operator.sim", "--namespace", args.namespace, "--cluster", name],
-            env=cluster.env(),
-            stdout=subprocess.PIPE,
-            stderr=(STATE / "simulated-fe.log").open("wb"),
-            text=True,
-            start_new_session=True,
-        )
-        assert sim.stdout is not None
-        fe_address = sim.stdout.readline().strip()
-        if not fe_address:
-            print(f"the simulated FE did not start; see {STATE / 'simulated-fe.log'}")
-            return 1
-        print(f"Simulated Doris FE on {fe_address} (log {STATE / 'simulated-fe.log'})")
-        manifest["metadata"].setdefault("annotations", {})["doris.apache.org/fe-address"] = fe_address
+        if not args.no_sim:
+            # Doris itself can't run here: a simulated FE answers the operator's SQL, and plays the images'
+            # part (each pod registers itself when it turns Ready)
+            sim = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "doris_operator.sim",
+                    "--namespace",
+                    args.namespace,
+                    "--cluster",
+                    name,
+                ],
+                env=cluster.env(),
+                stdout=subprocess.PIPE,
+                stderr=(STATE / "simulated-fe.log").open("wb"),
+                text=True,
+                start_new_session=True,
+            )
+            assert sim.stdout is not None
+            fe_address = sim.stdout.readline().strip()
+            if not fe_address:
+                print(f"the simulated FE did not start; see {STATE / 'simulated-fe.log'}")
+                return 1
+            print(f"Simulated Doris FE on {fe_address} (log {STATE / 'simulated-fe.log'})")
+            manifest["metadata"].setdefault("annotations", {})["doris.apache.org/fe-address"] = fe_address
         print(f"\n$ kubectl apply -n {args.namespace} -f {os.path.relpath(args.manifest)}")
         print(cluster.apply(manifest, "-n", args.namespace).strip())
         deadline = time.monotonic() + args.timeout
@@ -139,7 +151,8 @@ def main() -> int:
         if args.keep:
             print(
                 f"\nLeft running: export KUBECONFIG={cluster.kubeconfig}\n"
-                f"Stop with: kill {operator.pid} {sim.pid}; python hack/localcluster.py down "
+                f"Stop with: kill {' '.join(str(p.pid) for p in (operator, sim) if p)}; "
+                "python hack/localcluster.py down "
                 f"--state-dir {STATE / 'cluster'}"
             )
         return 0
