@@ -24,7 +24,7 @@ cluster-env:
 	@$(LOCALCLUSTER) env --state-dir $(CLUSTER_STATE_DIR)
 
 # ---- project -------------------------------------------------------------------------------------------
-.PHONY: venv lint test test-fast crds demo
+.PHONY: venv lint test test-fast crds helm demo
 
 VENV_STAMP = .venv/.installed
 
@@ -36,12 +36,17 @@ $(VENV_STAMP): pyproject.toml
 
 venv: $(VENV_STAMP)
 
-crds: venv
+crds: venv  ## regenerate config/crd, the chart's copy, the plain manifests and the field reference
 	$(PYTHON) -m doris_operator.api.crdgen
+	$(PYTHON) deploy/generate.py
+	$(PYTHON) -m doris_operator.api.docgen
+
+helm: venv  ## build helm from the Go module proxy (cached)
+	$(PYTHON) hack/helm.py
 
 lint: venv
-	$(PYTHON) -m ruff check src tests hack bench
-	$(PYTHON) -m ruff format --check src tests hack bench
+	$(PYTHON) -m ruff check src tests hack bench deploy
+	$(PYTHON) -m ruff format --check src tests hack bench deploy
 	$(PYTHON) -m mypy
 
 # Everything CI runs: lint, types, unit and golden tests, and the tests on the local control plane
