@@ -238,24 +238,6 @@ def test_pause_annotation_stops_reconciling(kubectl: Kubectl, operator: Operator
     wait_ready(kubectl, ns)
 
 
-def test_converged_cluster_costs_no_writes(kubectl: Kubectl, operator: Operator) -> None:
-    ns = kubectl.new_namespace()
-    kubectl.apply(sample(), ns)
-    wait_ready(kubectl, ns)
-
-    def settled() -> bool:
-        before = operator.writes()
-        time.sleep(4)
-        return operator.writes() == before
-
-    eventually(settled, 60, interval=0, what="writes to stop")
-    before = operator.writes()
-    reconciles = operator.metrics().get('doris_operator_reconciles_total{result="unchanged"}', 0)
-    time.sleep(10)  # three resyncs of every cluster
-    assert operator.writes() == before
-    assert operator.metrics()['doris_operator_reconciles_total{result="unchanged"}'] > reconciles
-
-
 def test_drift_is_repaired(kubectl: Kubectl, operator: Operator) -> None:
     ns = kubectl.new_namespace()
     kubectl.apply(sample(), ns)

@@ -121,3 +121,30 @@ def test_operator_serves_the_webhook(kube_cluster: Any, kubectl: Kubectl, tmp_pa
         op.stop()
         for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
             kubectl("delete", kind, name, "--ignore-not-found")
+
+
+def test_converged_cluster_costs_no_writes(kube_cluster: Any, kubectl: Kubectl, tmp_path: Path) -> None:
+    """Measured on an operator of its own, so no other cluster's convergence counts."""
+    ns = kubectl.new_namespace()
+    operator = Operator(kube_cluster, tmp_path, "--resync", "3", "-n", ns).start()
+    try:
+        _idle_writes(kubectl, ns, operator)
+    finally:
+        operator.stop()
+
+
+def _idle_writes(kubectl: Kubectl, ns: str, operator: Operator) -> None:
+    kubectl.apply(sample(), ns)
+    wait_ready(kubectl, ns)
+
+    def settled() -> bool:
+        before = operator.writes()
+        time.sleep(4)
+        return operator.writes() == before
+
+    eventually(settled, 60, interval=0, what="writes to stop")
+    before = operator.writes()
+    reconciles = operator.metrics().get('doris_operator_reconciles_total{result="unchanged"}', 0)
+    time.sleep(10)  # three resyncs of every cluster
+    assert operator.writes() == before
+    assert operator.metrics()['doris_operator_reconciles_total{result="unchanged"}'] > reconciles
