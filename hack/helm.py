@@ -10,16 +10,15 @@ file lock so that concurrent callers build it once.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
+
+from localcluster import cache_root, file_lock, go_binary
 
 HELM_VERSION = "v3.22.0"
 HELM_MODULE = "helm.sh/helm/v3"
@@ -29,38 +28,12 @@ class HelmError(RuntimeError):
     pass
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("DORIS_OPERATOR_CACHE") or Path.home() / ".cache" / "doris-operator")
-
-
 def install_dir(version: str = HELM_VERSION) -> Path:
     return cache_root() / "helm" / version
 
 
 def _log(msg: str) -> None:
     print(f"[helm] {msg}", file=sys.stderr, flush=True)
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            _log(f"waiting for another process holding {path} (building helm?)")
-            fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def _go() -> str:
-    go = shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None)
-    if not go:
-        raise HelmError("the Go toolchain ('go') is needed to build helm")
-    return go
 
 
 BUILD_FORMAT = 2
@@ -80,7 +53,7 @@ def _kube_minor(version: str, cwd: Path, timeout: float) -> tuple[str, str]:
     """The Kubernetes version helm's client-go stands for (helm's Makefile passes it as ldflags; without
     it `helm template` assumes Kubernetes v1.20)."""
     proc = subprocess.run(
-        [_go(), "mod", "download", "-json", f"{HELM_MODULE}@{version}"],
+        [go_binary("helm"), "mod", "download", "-json", f"{HELM_MODULE}@{version}"],
         env=_go_env(),
         cwd=cwd,
         capture_output=True,
@@ -124,7 +97,7 @@ def _build(version: str, dest: Path, timeout: float) -> None:
     )
     _log(f"building helm {version} into {dest} (takes a few minutes)")
     proc = subprocess.run(
-        [_go(), "install", "-ldflags", ldflags, f"{HELM_MODULE}/cmd/helm@{version}"],
+        [go_binary("helm"), "install", "-ldflags", ldflags, f"{HELM_MODULE}/cmd/helm@{version}"],
         env=env,
         cwd=work,
         capture_output=True,
@@ -145,7 +118,7 @@ def ensure_helm(version: str = HELM_VERSION, timeout: float = 1800) -> Path:
     helm = dest / "bin" / "helm"
     if _installed(dest, version):
         return helm
-    with _file_lock(dest.parent / f"{dest.name}.lock"):
+    with file_lock(dest.parent / f"{dest.name}.lock"):
         if not _installed(dest, version):
             _build(version, dest, timeout)
     return helm

@@ -138,10 +138,10 @@ def _source_digest() -> str:
     return h.hexdigest()[:16]
 
 
-def _go() -> str:
+def go_binary(purpose: str = "the local control plane") -> str:
     go = shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None)
     if not go:
-        raise ClusterError("the Go toolchain ('go') is needed to build the local control plane")
+        raise ClusterError(f"the Go toolchain ('go') is needed to build {purpose}")
     return go
 
 
@@ -155,7 +155,7 @@ def _go_env() -> dict[str, str]:
 
 def _run_go(args: Sequence[str], cwd: Path, timeout: float = 600) -> str:
     proc = subprocess.run(
-        [_go(), *args], cwd=cwd, env=_go_env(), capture_output=True, text=True, timeout=timeout
+        [go_binary(), *args], cwd=cwd, env=_go_env(), capture_output=True, text=True, timeout=timeout
     )
     if proc.returncode != 0:
         raise ClusterError(f"go {' '.join(args)} (in {cwd}) failed:\n{proc.stderr[-4000:]}")
@@ -222,7 +222,9 @@ def pin() -> None:
         env["GOFLAGS"] = env["GOFLAGS"].replace("-mod=readonly", "")
         cmds = ([["get", mod]] if mod else []) + [["mod", "tidy"]]
         for args in cmds:
-            proc = subprocess.run([_go(), *args], cwd=HACK_DIR / sub, env=env, capture_output=True, text=True)
+            proc = subprocess.run(
+                [go_binary(), *args], cwd=HACK_DIR / sub, env=env, capture_output=True, text=True
+            )
             if proc.returncode != 0:
                 raise ClusterError(f"go {' '.join(args)} in hack/{sub} failed:\n{proc.stderr[-4000:]}")
         _log(f"hack/{sub}: go.mod/go.sum updated")
@@ -244,13 +246,14 @@ def _kube_ldflags(kube_version: str, build_date: str) -> str:
 
 
 @contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` across processes (one build at a time)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            _log(f"waiting for another process holding {path} (building the binaries?)")
+            _log(f"waiting for another process holding {path} (building?)")
             fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
@@ -280,7 +283,7 @@ def ensure_binaries(force: bool = False) -> Path:
     digest = _source_digest()
     if not force and _installed(dest, digest):
         return dest / "bin"
-    with _file_lock(dest.parent / f"{dest.name}.lock"):
+    with file_lock(dest.parent / f"{dest.name}.lock"):
         if not force and _installed(dest, digest):
             return dest / "bin"
         check_pins(versions)
@@ -333,7 +336,9 @@ def _build(versions: dict[str, str], dest: Path, digest: str) -> None:
         logf = open(work / "logs" / f"build-{name}.log", "wb")  # noqa: SIM115 - closed below
         _log(f"  go {' '.join(args[:1] + args[-1:])}  (in {cwd.relative_to(REPO_ROOT)}, log {logf.name})")
         procs[name] = (
-            subprocess.Popen([_go(), *args], cwd=cwd, env=_go_env(), stdout=logf, stderr=subprocess.STDOUT),
+            subprocess.Popen(
+                [go_binary(), *args], cwd=cwd, env=_go_env(), stdout=logf, stderr=subprocess.STDOUT
+            ),
             logf,
             time.monotonic(),
         )
@@ -371,7 +376,7 @@ def _build(versions: dict[str, str], dest: Path, digest: str) -> None:
             {
                 "versions": versions,
                 "source_digest": digest,
-                "go": subprocess.run([_go(), "version"], capture_output=True, text=True).stdout.strip(),
+                "go": subprocess.run([go_binary(), "version"], capture_output=True, text=True).stdout.strip(),
                 "built_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                 "seconds": {"total": total, **durations},
             },
