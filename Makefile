@@ -28,10 +28,10 @@ cluster-env:
 
 VENV_STAMP = .venv/.installed
 
-$(VENV_STAMP): pyproject.toml
+$(VENV_STAMP): pyproject.toml sim/pyproject.toml
 	test -x .venv/bin/python || python3 -m venv .venv
 	.venv/bin/python -m pip install --quiet --upgrade pip
-	.venv/bin/python -m pip install --quiet -e '.[dev]'
+	.venv/bin/python -m pip install --quiet -e '.[dev]' -e ./sim
 	touch $(VENV_STAMP)
 
 venv: $(VENV_STAMP)
@@ -45,8 +45,8 @@ helm: venv  ## build helm from the Go module proxy (cached)
 	$(PYTHON) hack/helm.py
 
 lint: venv
-	$(PYTHON) -m ruff check src tests hack bench deploy
-	$(PYTHON) -m ruff format --check src tests hack bench deploy
+	$(PYTHON) -m ruff check src sim tests hack bench deploy
+	$(PYTHON) -m ruff format --check src sim tests hack bench deploy
 	$(PYTHON) -m mypy
 
 # Everything CI runs: lint, types, unit and golden tests, and the tests on the local control plane

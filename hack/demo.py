@@ -99,7 +99,7 @@ def main() -> int:
                 [
                     sys.executable,
                     "-m",
-                    "doris_operator.sim",
+                    "doris_sim",
                     "--namespace",
                     args.namespace,
                     "--cluster",

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from doris_operator.reconcile.membership import FE_ADDRESS_ANNOTATION
-from doris_operator.sim.images import ImageDriver
+from doris_sim.images import ImageDriver
 from harness import Kubectl, Operator, eventually, names_of, sample, status, wait_ready
 
 pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("clean_namespaces")]

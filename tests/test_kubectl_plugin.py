@@ -15,8 +15,8 @@ import pytest
 
 from doris_operator import kubectl_plugin as kp
 from doris_operator.reconcile.membership import FE_ADDRESS_ANNOTATION
-from doris_operator.sim.be_http import HEALTH_BODY, BeWebServer
-from doris_operator.sim.images import ImageDriver
+from doris_sim.be_http import HEALTH_BODY, BeWebServer
+from doris_sim.images import ImageDriver
 from harness import Kubectl, Operator, eventually, free_port, sample, wait_ready
 
 NAME = "doriscluster-sample"
@@ -489,7 +489,7 @@ def test_connect_dry_run_port_forwards_the_fe_service(capsys: pytest.CaptureFixt
 FAKE_KUBECTL = """#!{python}
 # a stand-in for `kubectl port-forward ... LOCAL:REMOTE`: serves the BE web API on LOCAL
 import sys, time
-from doris_operator.sim.be_http import BeWebServer
+from doris_sim.be_http import BeWebServer
 local = int(sys.argv[-1].split(":")[0])
 open({calls!r}, "a").write(" ".join(sys.argv[1:]) + "\\n")
 be = BeWebServer(port=local)

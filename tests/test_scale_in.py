@@ -13,7 +13,7 @@ import pytest
 
 from doris_operator.builders import names
 from doris_operator.reconcile.membership import FE_ADDRESS_ANNOTATION
-from doris_operator.sim.images import ImageDriver
+from doris_sim.images import ImageDriver
 from harness import Kubectl, Operator, eventually, sample, status, wait_ready
 
 pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("clean_namespaces")]

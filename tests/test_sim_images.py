@@ -1,4 +1,4 @@
-"""The image driver (doris_operator.sim.images) on the local control plane, without the operator: the
+"""The image driver (doris_sim.images) on the local control plane, without the operator: the
 objects the builders render from the docs' sample are applied by hand, the driver registers their pods
 as the official images would, and the simulated FE is checked over MySQL with the operator's client."""
 
@@ -22,8 +22,8 @@ from doris_operator.api.doriscluster import Component
 from doris_operator.api.validation import parse_cluster
 from doris_operator.builders import build, names
 from doris_operator.doris.client import Backend, Credentials, DorisClient, Frontend, NotMasterError
-from doris_operator.sim.fe import SimCluster, SimFeServer
-from doris_operator.sim.images import BROKER_NAME, ImageDriver, _Pod
+from doris_sim.fe import SimCluster, SimFeServer
+from doris_sim.images import BROKER_NAME, ImageDriver, _Pod
 from harness import Kubectl, eventually, free_port, sample
 
 NAME = "doriscluster-sample"
@@ -294,7 +294,7 @@ def test_cli_prints_its_address_and_stops_on_sigterm(
     log = tmp_path / "sim.log"
     with log.open("w") as stderr:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "doris_operator.sim", "--kubeconfig", str(kube_cluster.kubeconfig),
+            [sys.executable, "-m", "doris_sim", "--kubeconfig", str(kube_cluster.kubeconfig),
              "--namespace", ns, "--cluster", NAME, "--tablets-per-be", "7"],
             stdout=subprocess.PIPE,
             stderr=stderr,

@@ -31,7 +31,7 @@ from doris_operator.doris.client import (
     parse_frontends,
     resolve_credentials,
 )
-from doris_operator.sim.fe import ManualClock, SimCluster, SimFeServer
+from doris_sim.fe import ManualClock, SimCluster, SimFeServer
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -11,7 +11,7 @@ from typing import Any
 import pymysql
 import pytest
 
-from doris_operator.sim.fe import ManualClock, SimCluster, SimFeServer, SimSqlError
+from doris_sim.fe import ManualClock, SimCluster, SimFeServer, SimSqlError
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -595,7 +595,7 @@ def test_cli_serves_the_requested_version() -> None:
     command = [
         sys.executable,
         "-m",
-        "doris_operator.sim.fe",
+        "doris_sim.fe",
         "--port",
         "0",
         "--version",

@@ -29,29 +29,35 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from lightkube import AsyncClient
 from lightkube.config.kubeconfig import KubeConfig
 from lightkube.resources.core_v1 import Pod
 
-from ..api.doriscluster import COMPONENTS, Component
-from ..builders import names
-from ..builders.config import PORTS
-from ..builders.pod import DEFAULT_ELECTION_NUMBER
 from .fe import Clock, SimCluster, SimFeServer, SimSqlError
 
 log = logging.getLogger(__name__)
 
+Component = Literal["fe", "be", "cn", "broker"]
+COMPONENTS: tuple[Component, ...] = ("fe", "be", "cn", "broker")
+# What the images and the official operator's pods agree on (doris-sql-and-images.md §3): the pod label
+# naming the component and the one naming the cluster.
+LABEL_COMPONENT = "app.kubernetes.io/component"
+LABEL_CLUSTER = "app.doris.cluster"
+DEFAULT_ELECT_NUMBER = 3
+"""fe_entrypoint.sh's default when ``ELECT_NUMBER`` is unset."""
+
 BROKER_NAME = "broker001"
 """The name broker_entrypoint.sh registers every broker under."""
 
-# The conf key of the port each component registers with (its default comes from the builders).
-_REGISTERED_PORT: dict[Component, str] = {
-    "fe": "edit_log_port",
-    "be": "heartbeat_service_port",
-    "cn": "heartbeat_service_port",
-    "broker": "broker_ipc_port",
+# The container port each component registers with, by name, and Doris's default for it
+# (fe.conf edit_log_port, be.conf heartbeat_service_port, apache_hdfs_broker.conf broker_ipc_port).
+_REGISTERED_PORT: dict[Component, tuple[str, int]] = {
+    "fe": ("edit-log-port", 9010),
+    "be": ("heartbeat-port", 9050),
+    "cn": ("heartbeat-port", 9050),
+    "broker": ("broker-ipc-port", 8000),
 }
 _NODE_ROLE = {"be": "mix", "cn": "computation"}
 # be_entrypoint.sh's settings for a BE that finds itself registered, spelled as it spells them.
@@ -76,13 +82,13 @@ class _Pod:
         meta, spec, status = pod.metadata, pod.spec, pod.status
         if meta is None or spec is None or not meta.name:
             return None
-        label = (meta.labels or {}).get(names.LABEL_COMPONENT)
+        label = (meta.labels or {}).get(LABEL_COMPONENT)
         comp = next((c for c in COMPONENTS if c == label), None)
         base, _, ordinal = meta.name.rpartition("-")
         if comp is None or not base or not ordinal.isdigit():
             return None
         container = next((c for c in spec.containers if c.name == comp), spec.containers[0])
-        port_name, default_port = next((n, d) for k, n, d in PORTS[comp] if k == _REGISTERED_PORT[comp])
+        port_name, default_port = _REGISTERED_PORT[comp]
         port = next((p.containerPort for p in container.ports or [] if p.name == port_name), default_port)
         env = {e.name: e.value for e in container.env or [] if e.value is not None}
         elect = env.get("ELECT_NUMBER", "")
@@ -101,7 +107,7 @@ class _Pod:
             comp=comp,
             ordinal=int(ordinal),
             address=(host, port),
-            elect_number=int(elect) if elect.isdigit() else DEFAULT_ELECTION_NUMBER,
+            elect_number=int(elect) if elect.isdigit() else DEFAULT_ELECT_NUMBER,
             start=f"{meta.uid}/{restarts}",
             ready=ready,
         )
@@ -146,7 +152,7 @@ class ImageDriver:
         self.cluster = SimCluster(
             version,
             clock=clock,
-            master_host=names.pod_fqdn(name, "fe", 0, namespace),
+            master_host=f"{name}-fe-0.{name}-fe-internal.{namespace}.svc.cluster.local",
             decommission_rate=decommission_rate,
         )
         self.server = SimFeServer(self.cluster, port=port)
@@ -223,7 +229,7 @@ class ImageDriver:
         A failure of the first list is raised; later API errors are logged and the pods listed again.
         """
         config = KubeConfig.from_file(self.kubeconfig) if self.kubeconfig else KubeConfig.from_env()
-        selector: dict[str, Any] = {names.LABEL_CLUSTER: self.name}
+        selector: dict[str, Any] = {LABEL_CLUSTER: self.name}
         if not self._master_alive():
             self.cluster.set_frontend_alive(*self.cluster.master, False)  # no FE runs before pod 0
         async with AsyncClient(config) as client:
