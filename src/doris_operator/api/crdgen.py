@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from . import doriscluster as dc
+from . import dorisclusterautoscaler as dca
 
 CRD_DIR = Path("config/crd")
 
@@ -138,8 +139,82 @@ def doriscluster_crd() -> dict[str, Any]:
     }
 
 
+def resource_crd(
+    kind: str,
+    plural: str,
+    short_name: str,
+    description: str,
+    spec_model: type[Any],
+    status_model: type[Any],
+    columns: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The CRD of one of the operator's namespaced kinds with a status subresource."""
+    spec_schema = structural(spec_model.model_json_schema(by_alias=True, mode="validation"))
+    status_schema = structural(status_model.model_json_schema(by_alias=True, mode="validation"))
+    spec_schema["description"] = "The desired state."
+    status_schema["description"] = "The observed state, written by the operator."
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{dc.GROUP}", "labels": {"app.kubernetes.io/part-of": "doris-operator"}},
+        "spec": {
+            "group": dc.GROUP,
+            "names": {
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": kind.lower(),
+                "shortNames": [short_name],
+                "categories": ["doris"],
+            },
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": dc.VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": columns,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "description": description,
+                            "type": "object",
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": spec_schema,
+                                "status": status_schema,
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+def dorisclusterautoscaler_crd() -> dict[str, Any]:
+    columns: list[dict[str, Any]] = [
+        {"name": "Cluster", "type": "string", "jsonPath": ".spec.cluster"},
+        {"name": "BE", "type": "integer", "jsonPath": ".status.be.desiredReplicas", "description": "desired"},
+        {"name": "CN", "type": "integer", "jsonPath": ".status.cn.desiredReplicas", "description": "desired"},
+        {"name": "Reason", "type": "string", "jsonPath": ".status.be.lastDecision.reason", "priority": 1},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ]
+    return resource_crd(
+        dca.KIND,
+        dca.PLURAL,
+        dca.SHORT_NAME,
+        "The automatic scaling of a DorisCluster's BEs and CNs.",
+        dca.DorisClusterAutoscalerSpec,
+        dca.DorisClusterAutoscalerStatus,
+        columns,
+    )
+
+
 def all_crds() -> list[dict[str, Any]]:
-    return [doriscluster_crd()]
+    return [doriscluster_crd(), dorisclusterautoscaler_crd()]
 
 
 def crd_filename(crd: dict[str, Any]) -> str:
