@@ -69,7 +69,12 @@ class GoTool:
         env.setdefault("CGO_ENABLED", "0")
         _log(self.name, f"building {self.name} {self.version} into {self.dest} (takes a few minutes)")
         for pkg in self.packages:
-            _go(["install", "-trimpath", f"-ldflags={self.ldflags}", f"{pkg}@{self.version}"], work, env, timeout)
+            _go(
+                ["install", "-trimpath", f"-ldflags={self.ldflags}", f"{pkg}@{self.version}"],
+                work,
+                env,
+                timeout,
+            )
         (work / "build-info.json").write_text(json.dumps(self._stamp()))
         shutil.rmtree(self.dest, ignore_errors=True)
         work.rename(self.dest)

@@ -941,6 +941,7 @@ class LocalCluster:
             f"--cluster-signing-cert-file={pki['ca.crt']}",
             f"--cluster-signing-key-file={pki['ca.key']}",
             "--controllers=*",
+            "--horizontal-pod-autoscaler-sync-period=5s",
             "--allocate-node-cidrs=false",
             # dynamic PVs for PVCs (StorageClass "standard"): empty dirs under /tmp/hostpath_pv
             "--enable-hostpath-provisioner=true",

@@ -75,7 +75,9 @@ def test_default_rate_limits() -> None:
 
 
 def test_rate_limit_counts_the_changes_inside_the_period() -> None:
-    one_pod = Behavior(scale_down=ScalingRules(policies=[ScalingPolicy(type="Pods", value=1, period_seconds=60)]))
+    one_pod = Behavior(
+        scale_down=ScalingRules(policies=[ScalingPolicy(type="Pods", value=1, period_seconds=60)])
+    )
     assert rate_limit(100, 5, 3, [], one_pod) == (4, True)
     assert rate_limit(100, 4, 3, [TimedReplicas(70, -1)], one_pod) == (4, True)  # used up already
     assert rate_limit(100, 4, 3, [TimedReplicas(30, -1)], one_pod) == (3, False)  # outside the period

@@ -156,7 +156,10 @@ def resource_crd(
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.{dc.GROUP}", "labels": {"app.kubernetes.io/part-of": "doris-operator"}},
+        "metadata": {
+            "name": f"{plural}.{dc.GROUP}",
+            "labels": {"app.kubernetes.io/part-of": "doris-operator"},
+        },
         "spec": {
             "group": dc.GROUP,
             "names": {

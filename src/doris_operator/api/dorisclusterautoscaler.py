@@ -79,7 +79,8 @@ class MetricSpec(Model):
     model_config = ConfigDict(
         json_schema_extra=cel(
             rule(
-                "self.type != 'Resource' || has(self.resource)", "metrics[].resource is required with Resource"
+                "self.type != 'Resource' || has(self.resource)",
+                "metrics[].resource is required with Resource",
             ),
             rule(
                 "self.type != 'Prometheus' || has(self.prometheus)",
@@ -124,7 +125,9 @@ class ScaleDown(Model):
 
 class DorisClusterAutoscalerSpec(Model):
     model_config = ConfigDict(
-        json_schema_extra=cel(rule("has(self.be) || has(self.cn)", "set be and/or cn: the components to scale"))
+        json_schema_extra=cel(
+            rule("has(self.be) || has(self.cn)", "set be and/or cn: the components to scale")
+        )
     )
 
     cluster: str = Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")

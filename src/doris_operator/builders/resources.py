@@ -129,7 +129,11 @@ def cn_autoscaler(dc: DorisCluster) -> Obj | None:
     if policy is None or not policy.max_replicas:
         return None
     spec: Obj = {
-        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": names.statefulset(dc.name, "cn")},
+        "scaleTargetRef": {
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "name": names.statefulset(dc.name, "cn"),
+        },
         "maxReplicas": policy.max_replicas,
     }
     if policy.min_replicas:

@@ -168,11 +168,15 @@ def rate_limit(
         in_period = sum(e.replicas for e in events if e.at > now - policy.period_seconds)
         if up:
             start = current - max(in_period, 0)
-            limit = start + policy.value if policy.type == "Pods" else math.ceil(start * (1 + policy.value / 100))
+            limit = (
+                start + policy.value if policy.type == "Pods" else math.ceil(start * (1 + policy.value / 100))
+            )
         else:
             start = current - min(in_period, 0)
             limit = (
-                start - policy.value if policy.type == "Pods" else math.floor(start * (1 - policy.value / 100))
+                start - policy.value
+                if policy.type == "Pods"
+                else math.floor(start * (1 - policy.value / 100))
             )
         limits.append(limit)
     if not limits:
