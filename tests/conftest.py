@@ -10,8 +10,8 @@ import pytest
 
 import localcluster  # hack/localcluster.py (pytest: pythonpath = ["hack"])
 from gotool import METRICS_SERVER
-from metrics_server import MetricsServer
 from harness import CRD, Kubectl, eventually
+from metrics_server import MetricsServer
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
