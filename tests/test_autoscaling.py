@@ -17,7 +17,7 @@ import yaml
 from doris_operator.k8s import FIELD_MANAGER
 from doris_operator.reconcile.membership import FE_ADDRESS_ANNOTATION
 from doris_sim.images import ImageDriver
-from harness import ROOT, Kubectl, Operator, eventually, status
+from harness import ROOT, Kubectl, Operator, eventually, sample, status, wait_ready
 from metrics_server import USAGE_CPU_ANNOTATION, MetricsServer
 
 pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("clean_namespaces")]
@@ -160,3 +160,93 @@ def test_official_cn_autoscaler_sample_is_scaled_by_the_real_hpa(
     assert values[: peak + 1] == sorted(values[: peak + 1]), f"replicas flapped on the way up: {values}"
     assert values[peak:] == sorted(values[peak:], reverse=True), f"replicas flapped on the way down: {values}"
     assert values[0] == 3 and max(values) == 10 and values[-1] == 2, values
+
+
+def dca_manifest(minimum: int, maximum: int, window: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "doris.selectdb.com/v1",
+        "kind": "DorisClusterAutoscaler",
+        "metadata": {"name": "be-scaler"},
+        "spec": {
+            "cluster": NAME,
+            "be": {"minReplicas": minimum, "maxReplicas": maximum},
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}},
+                }
+            ],
+            "behavior": {"scaleDown": {"stabilizationWindowSeconds": window}},
+        },
+    }
+
+
+def test_dca_scales_be_out_under_load_and_in_through_decommission(
+    kube_cluster: Any, kubectl: Kubectl, metrics_server: MetricsServer, tmp_path: Path
+) -> None:
+    from test_scale_in import TabletGuard
+
+    ns = kubectl.new_namespace("dca")
+    driver = ImageDriver(kube_cluster.kubeconfig, ns, NAME, tablets_per_be=30, decommission_rate=10.0).start()
+    op = Operator(kube_cluster, tmp_path, "--resync", "2", "--autoscaler-interval", "3", "-n", ns).start()
+    try:
+        doc = sample()
+        doc["metadata"].setdefault("annotations", {})[FE_ADDRESS_ANNOTATION] = f"{driver.host}:{driver.port}"
+        doc["spec"]["feSpec"]["replicas"] = 1
+        doc["spec"]["feSpec"]["electionNumber"] = 1
+        doc["spec"]["beSpec"]["replicas"] = 3
+        for comp in ("feSpec", "beSpec"):
+            doc["spec"][comp].pop("limits", None)
+            doc["spec"][comp].pop("requests", None)
+        doc["spec"]["beSpec"]["requests"] = {"cpu": "2", "memory": "4Gi"}
+        kubectl.apply(doc, ns)
+        wait_ready(kubectl, ns, timeout=180)
+        kubectl.apply(dca_manifest(3, 6, 20), ns)
+
+        def dca_status() -> dict[str, Any]:
+            return dict(kubectl.json("dca", "be-scaler", "-n", ns).get("status") or {})
+
+        def be_replicas() -> int:
+            return int(kubectl.json("dcr", NAME, "-n", ns)["spec"]["beSpec"]["replicas"])
+
+        with TabletGuard(kubectl, ns, driver) as guard:
+            with Load(kubectl, ns, "be", 1.8):  # 90% of the 2 requested cores, against 50%
+                eventually(lambda: be_replicas() == 6, 240, 2, what="BE scaled out to 6")
+                decision = dca_status()["be"]["lastDecision"]
+                assert (decision["to"], decision["reason"]) == (6, "ScaleUp") and decision["from"] >= 3
+                assert dca_status()["be"]["currentMetrics"][0]["name"] == "cpu"
+                driver.wait_registered(1, 6, timeout=120)
+                wait_ready(kubectl, ns, timeout=180)
+            dropped = time.monotonic()
+            with Load(kubectl, ns, "be", 0.2):  # 10%: the metrics ask for 2, minReplicas is 3
+                eventually(lambda: be_replicas() < 6, 240, 1, what="BE scale-in decided")
+                held = time.monotonic() - dropped
+                assert held >= 15, (
+                    f"the scale-in came {held:.0f}s after the load fell: the 20s window didn't hold"
+                )
+                eventually(lambda: be_replicas() == 3, 240, 1, what="BE scaled in to minReplicas")
+                st = eventually(
+                    lambda: (st := dca_status()["be"])["lastDecision"]["to"] == 3 and st,
+                    60,
+                    what="the decision",
+                )
+                assert st["lastDecision"]["reason"] == "ScaleDown"
+                limited = next(c for c in st["conditions"] if c["type"] == "ScalingLimited")
+                assert (limited["status"], limited["reason"]) == ("True", "TooFewReplicas")
+                eventually(
+                    lambda: len(kubectl.items("pods", ns, "app.kubernetes.io/component=be")) == 3, 240, 2,
+                    what="the 3 leaving BE pods gone after their decommission",
+                )  # fmt: skip
+                wait_ready(kubectl, ns, timeout=120)
+        assert guard.checks > 10 and not guard.violations, guard.violations
+        managers = {
+            m["manager"]
+            for m in json.loads(kubectl("get", "dcr", NAME, "-n", ns, "-o", "json", "--show-managed-fields"))[
+                "metadata"
+            ]["managedFields"]
+            if "f:replicas" in ((m.get("fieldsV1") or {}).get("f:spec") or {}).get("f:beSpec", {})
+        }
+        assert "doris-operator-autoscaler" in managers, managers
+    finally:
+        op.stop()
+        driver.stop()

@@ -18,12 +18,15 @@ from lightkube.resources.policy_v1 import PodDisruptionBudget
 from lightkube.types import PatchType
 
 from .api import doriscluster as dc
+from .api import dorisclusterautoscaler as dca
 from .metrics import API_REQUESTS
 
 FIELD_MANAGER = "doris-operator"
 log = logging.getLogger(__name__)
 
 DorisClusterResource = create_namespaced_resource(dc.GROUP, dc.VERSION, dc.KIND, dc.PLURAL)
+DorisClusterAutoscalerResource = create_namespaced_resource(dc.GROUP, dc.VERSION, dca.KIND, dca.PLURAL)
+PodMetrics = create_namespaced_resource("metrics.k8s.io", "v1beta1", "PodMetrics", "pods")
 
 KINDS: dict[str, Any] = {
     "StatefulSet": StatefulSet,
@@ -99,6 +102,45 @@ class Kube:
             patch_type=PatchType.JSON,
         )
 
+    async def patch_autoscaler_status(self, name: str, namespace: str, status: dict[str, Any]) -> None:
+        _count("patch", "DorisClusterAutoscaler/status")
+        await self.client.patch(
+            DorisClusterAutoscalerResource.Status,
+            name,
+            [{"op": "add", "path": "/status", "value": status}],
+            namespace=namespace,
+            patch_type=PatchType.JSON,
+        )
+
+    async def apply_cluster_replicas(
+        self, name: str, namespace: str, replicas: dict[str, int], field_manager: str
+    ) -> None:
+        """Server-side apply of only ``spec.<comp>Spec.replicas`` under ``field_manager`` (the
+        autoscaler's own, so it owns just those fields)."""
+        _count("apply", "DorisCluster")
+        body = {
+            "apiVersion": dc.API_VERSION,
+            "kind": dc.KIND,
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {comp: {"replicas": n} for comp, n in replicas.items()},
+        }
+        await self.client.patch(
+            DorisClusterResource,
+            name,
+            body,
+            namespace=namespace,
+            patch_type=PatchType.APPLY,
+            field_manager=field_manager,
+            force=True,
+        )
+
+    async def pod_metrics(self, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
+        """metrics.k8s.io PodMetrics of the pods with ``labels`` (an aggregated API: metrics-server)."""
+        _count("list", "PodMetrics")
+        selector: dict[str, Any] = dict(labels)
+        listing = self.client.list(PodMetrics, namespace=namespace, labels=selector)
+        return [dict(item.to_dict()) async for item in listing]  # type: ignore[no-untyped-call]
+
     async def secret_data(self, name: str, namespace: str) -> dict[str, str] | None:
         """A Secret's data (base64), or None when it doesn't exist.  Never logged."""
         _count("get", "Secret")
@@ -117,8 +159,8 @@ class Kube:
         body = Event(
             metadata=ObjectMeta(generateName=f"{meta['name']}.", namespace=meta["namespace"]),
             involvedObject=ObjectReference(
-                apiVersion=dc.API_VERSION,
-                kind=dc.KIND,
+                apiVersion=involved.get("apiVersion", dc.API_VERSION),
+                kind=involved.get("kind", dc.KIND),
                 name=meta["name"],
                 namespace=meta["namespace"],
                 uid=meta.get("uid"),

@@ -19,6 +19,7 @@ from . import handlers
 from .k8s import FIELD_MANAGER, Kube
 from .leader import LeaderElector
 from .metrics import REGISTRY
+from .reconcile.autoscaler import AutoscalerLoop, fe_backends
 from .reconcile.controller import Controller
 from .webhook.server import WebhookOptions, WebhookServer
 from .webhook.server import serve as serve_webhook
@@ -38,6 +39,8 @@ class Options:
     lease_namespace: str = ""
     lease_name: str = "doris-operator"
     identity: str = ""
+    autoscaler_interval: float = 15.0
+    """How often each DorisClusterAutoscaler is evaluated (the HPA controller's default sync period)."""
     webhook: WebhookOptions | None = None
     """Serve the admission webhook in this process (every replica, leader or not)."""
 
@@ -80,13 +83,14 @@ async def _serve(opts: Options, state: dict[str, bool]) -> web.AppRunner:
 
 async def _operate(opts: Options, kube: Kube, state: dict[str, bool]) -> None:
     controller = Controller(kube, workers=opts.workers, resync=opts.resync)
+    autoscaler = AutoscalerLoop(kube, lambda: controller.indexes, fe_backends(kube), opts.autoscaler_interval)
     stop = asyncio.Event()
     started = asyncio.Event()
     operator = asyncio.create_task(
         kopf.operator(
             registry=handlers.registry,
             settings=_settings(),
-            memo=kopf.Memo(controller=controller),
+            memo=kopf.Memo(controller=controller, autoscaler=autoscaler),
             clusterwide=not opts.namespaces,
             namespaces=opts.namespaces,
             standalone=True,
@@ -95,6 +99,7 @@ async def _operate(opts: Options, kube: Kube, state: dict[str, bool]) -> None:
         )
     )
     work = asyncio.create_task(controller.run())
+    scaling = asyncio.create_task(autoscaler.run())
 
     async def synced() -> None:
         await started.wait()  # kopf's watches are up (with no DorisCluster, the controller never syncs)
@@ -108,7 +113,7 @@ async def _operate(opts: Options, kube: Kube, state: dict[str, bool]) -> None:
                 task.result()
     finally:
         stop.set()
-        for task in (work, watch):
+        for task in (work, watch, scaling):
             task.cancel()
         try:
             await asyncio.wait_for(operator, timeout=10)
