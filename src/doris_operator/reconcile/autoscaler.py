@@ -43,6 +43,7 @@ from ..builders.config import config_map_names
 from ..builders.config import resolve as resolve_config
 from ..doris.client import Backend, Credentials, DorisError
 from . import hpa_algorithm as algo
+from .cn_hpa import hpa_owns_cn
 from .membership import FeSession, credentials, fe_endpoint
 from .observed import Obj
 from .status import carry_times, condition, without_times
@@ -79,6 +80,8 @@ class ComponentSnapshot:
     """Why the cluster can't take a new scale now (a decommission or rollout in progress)."""
     previous: Obj
     """This component's status from last time."""
+    conflict: str | None = None
+    """Another autoscaler of this component (or the CN HPA of cnSpec.autoScalingPolicy): no scaling."""
 
 
 @dataclass
@@ -173,6 +176,18 @@ def plan(snap: Snapshot) -> Plan:
     problems: list[str] = []
     for comp in snap.components:
         prev = comp.previous
+        if comp.conflict is not None:
+            problems.append(f"{comp.comp}: {comp.conflict}")
+            conflict_conds = [
+                condition("AbleToScale", False, "AmbiguousAutoscaler", comp.conflict, generation),
+                condition("ScalingActive", False, "AmbiguousAutoscaler", comp.conflict, generation),
+            ]
+            status[comp.comp] = {
+                "currentReplicas": comp.current,
+                "desiredReplicas": comp.current,
+                "conditions": carry_times(conflict_conds, prev.get("conditions"), now_text),
+            }
+            continue
         history = [
             algo.TimedReplicas(_epoch(r["time"]), int(r["replicas"]))
             for r in prev.get("recommendations") or []
@@ -357,7 +372,9 @@ async def observe(
     fetch: Fetch,
     backends: Callable[[DorisCluster], Awaitable[list[Backend]]],
     now: float,
+    rivals: Mapping[str, list[str]] | None = None,
 ) -> Snapshot:
+    """``rivals``: per component, the other DorisClusterAutoscalers of the same cluster scaling it."""
     try:
         dca = DorisClusterAutoscaler.model_validate(
             {
@@ -395,6 +412,16 @@ async def observe(
             if p["metadata"]["labels"].get(names.LABEL_COMPONENT) == comp
             and not p["metadata"].get("deletionTimestamp")
         ]
+        conflict = None
+        if (rivals or {}).get(comp):
+            conflict = f"DorisClusterAutoscaler {', '.join(sorted((rivals or {})[comp]))} also scales {comp}"
+        elif comp == "cn" and hpa_owns_cn(dc):
+            conflict = "cnSpec.autoScalingPolicy: its HorizontalPodAutoscaler sets the CN replicas"
+        if conflict is not None:
+            snap.components.append(
+                ComponentSnapshot(comp, bounds, current, [], 0, None, dict(old.get(comp) or {}), conflict)
+            )
+            continue
         readings = [await _read(m, dc, comp, mine, fetch) for m in dca.spec.metrics]
         busy = None
         comp_status = cluster_status.get(f"{comp}Status") or {}
@@ -510,11 +537,21 @@ class AutoscalerLoop:
         if not indexes or "dc_cluster_autoscalers" not in indexes:
             return
         for key, bodies in list(indexes["dc_cluster_autoscalers"].items()):
-            for body in list(bodies):
+            bodies = list(bodies)
+            for body in bodies:
                 clusters = list(indexes["dc_clusters"].get(key, ()))
                 pods = list(indexes["dc_pods"].get(key, ()))
+                rivals: dict[str, list[str]] = {
+                    comp: [
+                        other["metadata"]["name"]
+                        for other in bodies
+                        if other is not body and (other.get("spec") or {}).get(comp)
+                    ]
+                    for comp in SCALED_COMPONENTS
+                    if (body.get("spec") or {}).get(comp)
+                }
                 try:
-                    await self.evaluate(body, clusters[0] if clusters else None, pods)
+                    await self.evaluate(body, clusters[0] if clusters else None, pods, rivals)
                 except Exception as err:  # one autoscaler's failure must not stop the others
                     await self._failed(body, err)
 
@@ -541,8 +578,10 @@ class AutoscalerLoop:
                 await self.kube.patch_autoscaler_status(name, ns, status)
                 await self.kube.event(body, "Warning", "Error", message)
 
-    async def evaluate(self, body: Obj, cluster: Obj | None, pods: list[Obj]) -> Plan:
-        snap = await observe(body, cluster, pods, self.kube.pod_metrics, self.backends, time.time())
+    async def evaluate(
+        self, body: Obj, cluster: Obj | None, pods: list[Obj], rivals: Mapping[str, list[str]] | None = None
+    ) -> Plan:
+        snap = await observe(body, cluster, pods, self.kube.pod_metrics, self.backends, time.time(), rivals)
         result = plan(snap)
         meta = body["metadata"]
         ns, name = meta["namespace"], meta["name"]
