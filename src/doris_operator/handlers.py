@@ -1,5 +1,6 @@
 """kopf wiring, and nothing else: watches and in-memory indexes of the objects the operator reads,
-each event waking the reconcile of the DorisCluster it belongs to."""
+each event waking the reconcile of the DorisCluster it belongs to.  Secrets are not watched (the operator
+may not list them): the reconcile reads the few it needs by name."""
 
 from __future__ import annotations
 
@@ -48,11 +49,6 @@ async def dc_disruption_budgets(body: kopf.Body, **_: Any) -> dict[Any, Any] | N
     return _child_index(body)
 
 
-@kopf.index("v1", "secrets", labels=MANAGED, registry=registry)
-async def dc_secrets(body: kopf.Body, **_: Any) -> dict[Any, Any] | None:
-    return _child_index(body)
-
-
 @kopf.index("v1", "pods", labels={names.LABEL_CLUSTER: kopf.PRESENT}, registry=registry)
 async def dc_pods(body: kopf.Body, **_: Any) -> dict[Any, Any] | None:
     key = pod_key(body)
@@ -87,11 +83,6 @@ async def service_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 
 @kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=MANAGED, registry=registry)
 async def disruption_budget_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    _wake(memo, child_key(body))
-
-
-@kopf.on.event("v1", "secrets", labels=MANAGED, registry=registry)
-async def secret_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     _wake(memo, child_key(body))
 
 

@@ -76,6 +76,20 @@ class Kube:
             raise
         return dict(cm.data or {})
 
+    async def get_object(self, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
+        """One object of :data:`KINDS` by name (GET), or None when it doesn't exist."""
+        _count("get", kind)
+        try:
+            obj = await self.client.get(KINDS[kind], name, namespace=namespace)
+        except ApiError as err:
+            if err.status.code == 404:
+                return None
+            raise
+        out: dict[str, Any] = obj.to_dict()
+        out.setdefault("kind", kind)
+        out.setdefault("apiVersion", "v1" if kind in ("Secret", "Service", "Pod") else "")
+        return out
+
     async def secret_exists(self, name: str, namespace: str) -> bool:
         _count("get", "Secret")
         try:

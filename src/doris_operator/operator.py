@@ -8,6 +8,7 @@ import logging
 import os
 import socket
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import kopf
 from aiohttp import web
@@ -20,8 +21,9 @@ from .k8s import FIELD_MANAGER, Kube
 from .leader import LeaderElector
 from .metrics import REGISTRY
 from .reconcile.controller import Controller
-from .webhook.server import WebhookOptions, WebhookServer
-from .webhook.server import serve as serve_webhook
+
+if TYPE_CHECKING:  # the webhook (and cryptography) is imported only when it is served
+    from .webhook.server import WebhookOptions, WebhookServer
 
 log = logging.getLogger("doris_operator")
 
@@ -40,6 +42,9 @@ class Options:
     identity: str = ""
     webhook: WebhookOptions | None = None
     """Serve the admission webhook in this process (every replica, leader or not)."""
+    allow_fe_address_annotation: bool = False
+    """Honour ``doris.apache.org/fe-address`` (local runs only: whoever may edit a DorisCluster could
+    point the operator, and its Doris credentials, at a server of their choice)."""
 
 
 def _settings() -> kopf.OperatorSettings:
@@ -80,6 +85,7 @@ async def _serve(opts: Options, state: dict[str, bool]) -> web.AppRunner:
 
 async def _operate(opts: Options, kube: Kube, state: dict[str, bool]) -> None:
     controller = Controller(kube, workers=opts.workers, resync=opts.resync)
+    controller.ctx.allow_fe_address_annotation = opts.allow_fe_address_annotation
     stop = asyncio.Event()
     started = asyncio.Event()
     operator = asyncio.create_task(
@@ -126,6 +132,8 @@ async def main(opts: Options) -> int:
     runner = await _serve(opts, state)
     webhook: asyncio.Task[None] | None = None
     if opts.webhook is not None:
+        from .webhook.server import serve as serve_webhook
+
         state["webhook"] = False
 
         def listening(server: WebhookServer) -> None:
