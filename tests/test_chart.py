@@ -279,6 +279,31 @@ def test_webhook_off_and_on(helm: Path) -> None:
     assert one(issuer, "Certificate")["spec"]["issuerRef"] == {"name": "ca", "kind": "ClusterIssuer"}
 
 
+def test_secret_write_policy(helm: Path) -> None:
+    """Rendered where the apiserver has ValidatingAdmissionPolicy v1; it exempts nothing but the
+    generated admin Secrets and the webhook certificate, for the release's ServiceAccount only."""
+    assert not [d for d in render(helm) if "operator-secrets" in d["metadata"]["name"]]
+    vap = "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy"
+    args = ["template", "doris-operator", str(CHART), "--namespace", "ops", "--api-versions", vap,
+            "--set", "watchNamespaces={a}"]  # fmt: skip
+    docs = [d for d in yaml.safe_load_all(run_helm(helm, *args).stdout) if d]
+    policy = one(docs, "ValidatingAdmissionPolicy", "doris-operator-operator-secrets")
+    conditions = {c["name"]: c["expression"] for c in policy["spec"]["matchConditions"]}
+    assert (
+        conditions["the-operator"]
+        == 'request.userInfo.username == "system:serviceaccount:ops:doris-operator"'
+    )
+    assert '"doris-operator-webhook-cert"' in conditions["not-the-webhook-certificate"]
+    assert "endsWith('-admin-user')" in policy["spec"]["validations"][0]["expression"]
+    binding = one(docs, "ValidatingAdmissionPolicyBinding", "doris-operator-operator-secrets")
+    values = binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"][0]["values"]
+    assert values == ["a"]
+    off = [*args, "--set", "secretWritePolicy=false"]
+    assert not [
+        d for d in yaml.safe_load_all(run_helm(helm, *off).stdout) if d and "secrets" in d["metadata"]["name"]
+    ]
+
+
 def test_service_monitor_is_optional(helm: Path) -> None:
     assert not of_kind(render(helm), "ServiceMonitor")
     sm = one(render(helm, "metrics.serviceMonitor.enabled=true"), "ServiceMonitor")
@@ -535,6 +560,10 @@ def test_operator_runs_with_exactly_the_chart_rbac(
         cert = kubectl.json("secret", f"{release.name}-webhook-cert", "-n", release.namespace)
         assert cert["type"] == "kubernetes.io/tls"
         assert "targetPort" in _refused_by_the_webhook(kube_cluster, ns)
+        # RBAC lets the operator create Secrets; the chart's policy lets it write no other than its own
+        assert release.identity is not None
+        other = release.identity.kubectl("create", "secret", "generic", "not-ours", "-n", ns, check=False)
+        assert other.returncode != 0 and "admin-user" in other.stderr, other.stderr
 
         kubectl("create", "configmap", "fe-conf", "-n", ns, "--from-literal=fe.conf=http_port = 18030\n")
         dc = _cluster(driver)
