@@ -194,6 +194,10 @@ def test_deployment_security_and_probes(helm: Path) -> None:
     assert {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}} in pod["volumes"]
     assert c["image"] == "doris-operator:0.1.0" and c["imagePullPolicy"] == "IfNotPresent"
     assert c["args"][:2] == ["run", "--metrics-port=8080"]
+    assert "--allow-fe-address-annotation" not in c["args"], "the annotation is off in the chart"
+    assert "--allow-privileged-pod-templates" not in c["args"]
+    allowed = container(render(helm, "podSecurity.allowPrivilegedPodTemplates=true"))["args"]
+    assert "--allow-privileged-pod-templates" in allowed
     assert "--lease-namespace=ops" in c["args"]
     pdb = one(docs, "PodDisruptionBudget")
     assert pdb["spec"]["minAvailable"] == 1
