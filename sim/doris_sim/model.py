@@ -254,6 +254,14 @@ class _Broker:
 
 
 @dataclass(frozen=True)
+class LoggedStatement:
+    sql: str
+    user: str | None
+    error_code: int | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class Result:
     """A result set: column names and rows (strings, as Doris sends them, or ints for SELECT)."""
 
@@ -298,7 +306,10 @@ class SimCluster:
         self._lock = threading.RLock()
         self._rng = random.Random(seed)
         self._cluster_id = self._rng.randrange(100_000_000, 2_000_000_000)
-        self._users = dict(users if users is not None else {"root": ""})
+        self.accounts = accounts.Accounts(users)
+        """Users, roles, privileges, databases and tables (:mod:`doris_sim.accounts`)."""
+        self.statements: list[LoggedStatement] = []
+        """Every statement executed, in order, with who ran it and how it ended (tests read it)."""
         self._frontends: dict[str, _Frontend] = {}
         self._backends: dict[int, _Backend] = {}
         self._brokers: list[_Broker] = []
@@ -311,14 +322,21 @@ class SimCluster:
 
     # -- users ---------------------------------------------------------------------------------
 
-    def set_user(self, name: str, password: str = "") -> None:
+    def set_user(self, name: str, password: str = "", host: str = "%") -> None:
+        """Create the user or change its password (what ``SET PASSWORD`` does)."""
         with self._lock:
-            self._users[name] = password
+            self.accounts.set_password(name, host, password)
 
-    def password_of(self, name: str) -> str | None:
-        """The user's password, or None for an unknown user."""
+    def auth_string_of(self, name: str, peer: str = "127.0.0.1") -> str | None:
+        """hex SHA1(SHA1(password)) of the user a login from ``peer`` matches ("" for no password),
+        or None for an unknown user."""
         with self._lock:
-            return self._users.get(name)
+            return self.accounts.auth_string_of(name, peer)
+
+    def statement_log(self) -> list[LoggedStatement]:
+        """The statements executed so far, in order (a copy)."""
+        with self._lock:
+            return list(self.statements)
 
     # -- decommission settings -----------------------------------------------------------------
 
@@ -469,18 +487,27 @@ class SimCluster:
             self._tick()
             return sql.brokers_result(self)
 
-    def execute(self, sql: str, via: tuple[str, int] | None = None) -> Result | None:
+    def execute(self, sql: str, via: tuple[str, int] | None = None, user: str | None = None) -> Result | None:
         """Run Doris SQL (``;``-separated statements allowed) as the FE at ``via`` (default master).
 
         Returns the last statement's result set, None for OK; raises :class:`SimSqlError`.
         """
         with self._lock:
             fe = self._frontend_at(*via) if via else self._frontends[self._master]
-            return self._execute(sql, fe)
+            return self._execute(sql, fe, user)
 
-    def _execute(self, sql_text: str, via: _Frontend) -> Result | None:
-        """Every statement, from Python or a MySQL client, passes here (tests may wrap it)."""
-        return sql.execute(self, sql_text, via)
+    def _execute(
+        self, sql_text: str, via: _Frontend, user: str | None = None, database: str | None = None
+    ) -> Result | None:
+        """Every statement, from Python or a MySQL client, passes here (tests may wrap it).  ``user`` is
+        the session's user (None: an in-process caller, with every privilege)."""
+        try:
+            result = sql.execute(self, sql_text, via, user, database)
+        except SimSqlError as err:
+            self.statements.append(LoggedStatement(sql_text, user, err.code, err.message))
+            raise
+        self.statements.append(LoggedStatement(sql_text, user))
+        return result
 
     # -- internals: lookups --------------------------------------------------------------------
 
@@ -724,4 +751,4 @@ def _split_properties(properties: Mapping[str, str], allowed: Sequence[str]) -> 
     return settings
 
 
-from . import sql  # noqa: E402  (sql builds on the names above)
+from . import accounts, sql  # noqa: E402  (they build on the names above)

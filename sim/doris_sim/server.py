@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import contextlib
 import contextvars
+import re
 import threading
 from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any, Self
@@ -29,6 +30,7 @@ from .model import Result, SimCluster, SimSqlError
 # ---------------------------------------------------------------------------------------------
 # MySQL protocol (mysql-mimic)
 
+_USE = re.compile(r"^\s*use\s+`?([A-Za-z0-9_\-]+)`?\s*;?\s*$", re.IGNORECASE)
 _PEER_HOST: contextvars.ContextVar[str] = contextvars.ContextVar("sim_fe_peer_host", default="127.0.0.1")
 
 
@@ -52,7 +54,7 @@ class _DorisPasswordPlugin(NativePasswordAuthPlugin):  # type: ignore[misc]
         self._cluster = cluster
 
     def password_matches(self, user: User, scramble: bytes, nonce: bytes) -> bool:
-        known = self._cluster.password_of(user.name) is not None
+        known = self._cluster.auth_string_of(user.name, _PEER_HOST.get()) is not None
         return known and bool(super().password_matches(user, scramble, nonce))
 
     async def auth(self, auth_info: AuthInfo | None = None) -> AsyncGenerator[Any, AuthInfo]:
@@ -77,9 +79,8 @@ class _DorisIdentities(IdentityProvider):  # type: ignore[misc]
         return [self._plugin]
 
     async def get_user(self, username: str) -> User:
-        password = self._cluster.password_of(username)
-        auth_string = NativePasswordAuthPlugin.create_auth_string(password) if password else None
-        return User(name=username, auth_string=auth_string, auth_plugin=self._plugin.name)
+        auth_string = self._cluster.auth_string_of(username, _PEER_HOST.get())
+        return User(name=username, auth_string=auth_string or None, auth_plugin=self._plugin.name)
 
 
 class _DorisSession(BaseSession):  # type: ignore[misc]
@@ -91,9 +92,12 @@ class _DorisSession(BaseSession):  # type: ignore[misc]
 
     async def handle_query(self, sql: str, attrs: dict[str, str]) -> tuple[list[Any], list[Any]] | None:
         try:
-            result = self._server.run(sql)
+            result = self._server.run(sql, self.username, self.database)
         except SimSqlError as exc:
             raise MysqlError(exc.message, code=exc.code) from exc
+        used = _USE.match(sql)
+        if used:
+            self.database = used[1]
         if result is None:
             return None
         first = result.rows[0] if result.rows else ()
@@ -146,10 +150,11 @@ class SimFeServer:
                 fe.query_port = self._port
             self.frontend, self._fe = frontend, fe
 
-    def run(self, sql: str) -> Result | None:
-        """Execute ``sql`` as this FE (what a client connected to it gets)."""
+    def run(self, sql: str, user: str | None = None, database: str | None = None) -> Result | None:
+        """Execute ``sql`` as this FE (what a client connected to it gets), as ``user`` (None: with
+        every privilege) with ``database`` as the current database."""
         with self.cluster._lock:
-            return self.cluster._execute(sql, self._fe)
+            return self.cluster._execute(sql, self._fe, user, database)
 
     async def serve(self, on_ready: Callable[[int], None] | None = None) -> None:
         """Serve until cancelled or :meth:`stop`; ``on_ready`` gets the listening port."""
@@ -263,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--auto-start", action="store_true", help="nodes added by SQL start at once (no separate processes)"
     )
     args = parser.parse_args(argv)
-    users = {"root": "", **dict(args.user)}
+    users = {"root": "", "admin": "", **dict(args.user)}
     cluster = SimCluster(
         args.version, users=users, decommission_rate=args.decommission_rate, auto_start=args.auto_start
     )

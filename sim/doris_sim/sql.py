@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from . import accounts
 from .model import (
     _BYTES_PER_TABLET,
     _DISK_OTHER_USED,
@@ -160,18 +161,25 @@ def brokers_result(cluster: SimCluster) -> Result:
 # -- internals: SQL ------------------------------------------------------------------------
 
 
-def execute(cluster: SimCluster, sql: str, via: _Frontend) -> Result | None:
+def execute(
+    cluster: SimCluster, sql: str, via: _Frontend, user: str | None = None, database: str | None = None
+) -> Result | None:
     statements = _split_statements(sql)
     if not statements:
         raise SimSqlError(_EMPTY_QUERY, "Query was empty")
     result = None
     for parser in statements:
         cluster._tick()
-        result = statement(cluster, parser, via)
+        result = statement(cluster, parser, via, user, database)
     return result
 
 
-def statement(cluster: SimCluster, p: _Parser, via: _Frontend) -> Result | None:
+def statement(
+    cluster: SimCluster, p: _Parser, via: _Frontend, user: str | None = None, database: str | None = None
+) -> Result | None:
+    if accounts.handles(p):
+        accounts.statement(cluster.accounts, p, user, database)
+        return None
     if p.accept("SHOW"):
         return show(cluster, p, via)
     if p.accept("ALTER", "SYSTEM"):
@@ -190,8 +198,10 @@ def statement(cluster: SimCluster, p: _Parser, via: _Frontend) -> Result | None:
         p.skip_rest()
         return None
     if p.accept("USE"):
-        p.name()
+        name = p.name()
         p.end()
+        if name not in cluster.accounts.databases:
+            raise _ddl_error(f"Unknown database '{name}'", code=accounts.ERR_BAD_DB_ERROR)
         return None
     raise p.error()
 
@@ -323,14 +333,15 @@ _TOKEN_RE = re.compile(
     | (?P<quoted>`(?:[^`]|``)+`)
     | (?P<number>\d+)
     | (?P<word>(?:@@)?[A-Za-z_][A-Za-z0-9_$]*(?:\.[A-Za-z_][A-Za-z0-9_$]*)*)
-    | (?P<punct>[(),=;*])
+    | (?P<punct>[(),=;*@.+\-<>!%/:])
     """,
     re.VERBOSE | re.DOTALL,
 )
 _KEYWORDS = frozenset(
     {"SHOW", "ALTER", "SYSTEM", "ADD", "DROP", "DROPP", "DECOMMISSION", "CANCEL", "MODIFY", "BACKEND",
      "BACKENDS", "FRONTENDS", "FOLLOWER", "OBSERVER", "BROKER", "ALL", "PROC", "SET", "PROPERTIES",
-     "SELECT", "LIMIT", "USE"}
+     "SELECT", "LIMIT", "USE", "CREATE", "USER", "ROLE", "GRANT", "PASSWORD", "IDENTIFIED", "BY", "ON",
+     "TO", "DATABASE", "TABLE", "IF", "NOT", "EXISTS", "FOR", "DEFAULT"}
 )  # fmt: skip
 
 
