@@ -197,6 +197,8 @@ class StepStatus(StatusModel):
     statements_applied: int | None = None
     """How many of the step's statements have run (a restart carries on after them)."""
     statements: int | None = None
+    prefix_hash: str | None = None
+    """Hash of the statements that have run: a step changed after them carries on after them."""
     secrets: list[SecretApplied] | None = None
 
 

@@ -34,10 +34,45 @@ def literal_password_problems(obj: Any) -> Iterator[Problem]:
             )
 
 
+def duplicate_problems(obj: Any) -> Iterator[Problem]:
+    """Step names, users and databases listed twice (checked on the raw object, so that they are
+    reported along with schema errors)."""
+    spec = obj.get("spec") if isinstance(obj, dict) else None
+    if not isinstance(spec, dict):
+        return
+
+    def items(field: str) -> list[Any]:
+        value = spec.get(field)
+        return value if isinstance(value, list) else []
+
+    seen: dict[Any, int] = {}
+    for i, step in enumerate(items("sql")):
+        name = step.get("name") if isinstance(step, dict) else None
+        if isinstance(name, str) and name in seen:
+            yield Problem(f"spec.sql[{i}].name", f"{name!r} is already the name of spec.sql[{seen[name]}]")
+        elif isinstance(name, str):
+            seen[name] = i
+    users: dict[Any, int] = {}
+    for i, user in enumerate(items("users")):
+        if not isinstance(user, dict) or not isinstance(user.get("name"), str):
+            continue
+        key = (user["name"], user.get("host") or "%")
+        if key in users:
+            yield Problem(f"spec.users[{i}]", f"{key[0]}@{key[1]} is already spec.users[{users[key]}]")
+        else:
+            users[key] = i
+    dbs: dict[Any, int] = {}
+    for i, db in enumerate(items("databases")):
+        if isinstance(db, str) and db in dbs:
+            yield Problem(f"spec.databases[{i}]", f"{db!r} is already spec.databases[{dbs[db]}]")
+        elif isinstance(db, str):
+            dbs[db] = i
+
+
 def parse_initializer(obj: Any) -> DorisInitializer:
     if not isinstance(obj, dict):
         raise InvalidResource([Problem("(root)", f"expected a mapping, got {type(obj).__name__}")])
-    literal = list(literal_password_problems(obj))
+    literal = list(literal_password_problems(obj)) + list(duplicate_problems(obj))
     try:
         init = DorisInitializer.model_validate(obj)
     except ValidationError as err:
@@ -62,24 +97,12 @@ def _friendlier(problem: Problem) -> Problem:
 
 def semantic_problems(init: DorisInitializer) -> Iterator[Problem]:
     spec = init.spec
-    seen: dict[str, int] = {}
     for i, step in enumerate(spec.sql or []):
-        if step.name in seen:
-            first = seen[step.name]
-            yield Problem(f"spec.sql[{i}].name", f"{step.name!r} is already the name of spec.sql[{first}]")
-        else:
-            seen[step.name] = i
         if (step.statements is None) == (step.config_map_key_ref is None):
             yield Problem(f"spec.sql[{i}]", "set exactly one of statements and configMapKeyRef")
         elif step.statements is not None and not step.statements.strip():
             yield Problem(f"spec.sql[{i}].statements", "must not be empty")
-    users: dict[tuple[str, str], int] = {}
     for i, user in enumerate(spec.users or []):
-        key = (user.name, user.host)
-        if key in users:
-            yield Problem(f"spec.users[{i}]", f"{user.name}@{user.host} is already spec.users[{users[key]}]")
-        else:
-            users[key] = i
         if user.name in ("root", "admin"):
             yield Problem(
                 f"spec.users[{i}].name", f"{user.name} exists already: set spec.{user.name}Password instead"
@@ -93,11 +116,6 @@ def semantic_problems(init: DorisInitializer) -> Iterator[Problem]:
                         "CREATE_PRIV, DROP_PRIV, USAGE_PRIV, SHOW_VIEW_PRIV, GRANT_PRIV, ADMIN_PRIV, "
                         "NODE_PRIV, ALL)",
                     )
-    dbs: dict[str, int] = {}
-    for i, db in enumerate(spec.databases or []):
-        if db in dbs:
-            yield Problem(f"spec.databases[{i}]", f"{db!r} is already spec.databases[{dbs[db]}]")
-        dbs.setdefault(db, i)
     backoff = spec.effective_backoff()
     if backoff.initial_seconds > backoff.max_seconds:
         yield Problem("spec.backoff.initialSeconds", "must be <= maxSeconds")
