@@ -12,6 +12,7 @@ from typing import Any
 import pymysql
 import pytest
 
+from doris_operator import kubectl_plugin as kp
 from doris_operator.reconcile.membership import FE_ADDRESS_ANNOTATION
 from doris_sim.images import ImageDriver
 from harness import ROOT, Kubectl, Operator, eventually, sample
@@ -152,7 +153,7 @@ def _full(sql: list[dict[str, Any]]) -> dict[str, Any]:
                 "name": "jack",
                 "passwordSecretKeyRef": {"name": "jack-pw", "key": "pw"},
                 "roles": ["analyst"],
-                "grants": [{"privileges": ["SELECT_PRIV", "LOAD_PRIV"], "on": "sales.*"}],
+                "grants": [{"privileges": ["SELECT_PRIV", "LOAD_PRIV"], "target": "sales.*"}],
             }
         ],
     )
@@ -170,7 +171,11 @@ TABLES = [
 
 
 def test_waits_for_the_cluster_then_applies_every_step_once(
-    kube_cluster: Any, kubectl: Kubectl, operator: Operator, env: tuple[str, ImageDriver]
+    kube_cluster: Any,
+    kubectl: Kubectl,
+    operator: Operator,
+    env: tuple[str, ImageDriver],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     ns, driver = env
     _secrets(kubectl, ns)
@@ -226,6 +231,13 @@ def test_waits_for_the_cluster_then_applies_every_step_once(
     table = kubectl("get", "dinit", "-n", ns).splitlines()
     assert table[0].split()[:4] == ["NAME", "CLUSTER", "PHASE", "STEPS"]
     assert table[1].split()[:4] == ["init", "doriscluster-sample", "Applied", "5/5"]
+
+    # kubectl doris status lists the steps
+    capsys.readouterr()
+    code = kp.main(["status", "doriscluster-sample", "--kubeconfig", str(kube_cluster.kubeconfig), "-n", ns])
+    out = capsys.readouterr().out
+    assert code == 0 and "DorisInitializer init: Applied (5/5 steps)" in out, out
+    assert any(line.split()[:2] == ["user/jack@%", "Applied"] for line in out.splitlines()), out
 
     _no_password_anywhere(kubectl, ns, operator)
 

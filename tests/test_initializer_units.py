@@ -66,7 +66,7 @@ def test_missing_cluster_duplicate_steps_and_users_without_a_secret_are_named() 
     assert "Secret key holding the user's password" in found["spec.users[0].passwordSecretKeyRef"]
     both = {"name": "a", "statements": "SELECT 1", "configMapKeyRef": {"name": "cm", "key": "k"}}
     assert "exactly one" in problems(manifest(sql=[both]))["spec.sql[0]"]
-    grant = {"privileges": ["SELECT_PRIV", "FLY_PRIV"], "on": "db.*"}
+    grant = {"privileges": ["SELECT_PRIV", "FLY_PRIV"], "target": "db.*"}
     user = {"name": "jack", "passwordSecretKeyRef": {"name": "s", "key": "k"}, "grants": [grant]}
     assert (
         "not a Doris privilege" in problems(manifest(users=[user]))["spec.users[0].grants[0].privileges[1]"]
@@ -306,3 +306,75 @@ def test_plan_blocks_on_a_refused_password() -> None:
     assert out.status["conditions"][2]["reason"] == "PasswordRefused"
     assert [s["result"] for s in out.status["steps"]] == ["Refused", "Pending"]
     assert out.events and out.events[0][1] == "PasswordRefused"
+
+
+# ---- the example and kubectl doris status -----------------------------------------------------------------
+
+
+def test_the_example_is_valid() -> None:
+    import yaml
+
+    from harness import ROOT
+
+    docs = list(yaml.safe_load_all((ROOT / "examples" / "dorisinitializer.yaml").read_text()))
+    (init,) = [d for d in docs if d.get("kind") == "DorisInitializer"]
+    parsed = parse_initializer(init)
+    assert parsed.spec.cluster == "doriscluster-sample"
+    assert [s.name for s in parsed.spec.sql or []] == ["schema", "reader-grants"]
+    assert len(split_sql(next(d for d in docs if d.get("kind") == "ConfigMap")["data"]["schema.sql"])) == 2
+
+
+def test_kubectl_doris_status_shows_the_steps() -> None:
+    from doris_operator import kubectl_plugin as kp
+
+    dinit = {
+        "metadata": {"name": "init"},
+        "spec": {"cluster": "dc"},
+        "status": {
+            "phase": "Failed",
+            "applied": "1/2",
+            "conditions": [
+                {"type": "Ready", "status": "False", "reason": "NotApplied", "message": "1/2 steps applied"},
+                {
+                    "type": "Degraded",
+                    "status": "True",
+                    "reason": "StepFailed",
+                    "message": "step sql/b failed",
+                },
+            ],
+            "steps": [
+                {
+                    "name": "sql/a",
+                    "result": "Applied",
+                    "appliedAt": "2026-12-01T10:00:00Z",
+                    "message": "1 statement applied",
+                },
+                {
+                    "name": "sql/b",
+                    "result": "Failed",
+                    "attempts": 3,
+                    "message": "(1049) Unknown database 'x'",
+                },
+            ],
+        },
+    }
+    other = {"metadata": {"name": "other"}, "spec": {"cluster": "elsewhere"}}
+
+    class Fake(kp.Kube):
+        def list(
+            self, kind: str, namespace: str | None = None, labels: dict[str, str] | None = None
+        ) -> list[Any]:
+            return [dinit, other] if kind == "dinit" else []
+
+    kube = Fake(None, None, "ns")
+    dc = {"metadata": {"name": "dc", "namespace": "ns"}, "spec": {"feSpec": {"replicas": 1}}}
+    st = kp.cluster_status(kube, dc, {}, with_members=False)
+    assert [i["name"] for i in st["initializers"]] == ["init"]
+    text = kp.render_status(st)
+    assert "DorisInitializer init: Failed (1/2 steps)" in text
+    assert "Degraded=True StepFailed: step sql/b failed" in text
+    lines = text.splitlines()
+    assert any(line.split()[:3] == ["sql/a", "Applied", "2026-12-01T10:00:00Z"] for line in lines)
+    assert any(
+        line.split()[:4] == ["sql/b", "Failed", "-", "3"] and "Unknown database" in line for line in lines
+    )

@@ -62,8 +62,9 @@ DatabaseName = Annotated[str, Field(min_length=1, max_length=64, pattern=DATABAS
 class Grant(Model):
     privileges: list[Privilege] = Field(min_length=1, max_length=16)
     """Doris privileges, e.g. `SELECT_PRIV`, `LOAD_PRIV`, `ALL`."""
-    on: str = Field(max_length=256, pattern=ON_PATTERN)
-    """What they apply to: `db.tbl` or `catalog.db.tbl`, `*` for any (`*.*`, `sales.*`)."""
+    target: str = Field(max_length=256, pattern=ON_PATTERN)
+    """What they apply to (GRANT ... ON `target`): `db.tbl` or `catalog.db.tbl`, `*` for any (`*.*`,
+    `sales.*`).  Not called `on`: YAML reads an unquoted `on:` key as the boolean true."""
 
 
 class User(Model):

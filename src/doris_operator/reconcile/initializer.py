@@ -590,7 +590,7 @@ async def build_steps(
                 stmts.append(Statement(text, text))
         for grant in user.grants or []:
             privs = ", ".join(" ".join(p.split()).upper() for p in grant.privileges)
-            text = f"GRANT {privs} ON {_on(grant.on)} TO {ident}"
+            text = f"GRANT {privs} ON {_on(grant.target)} TO {ident}"
             stmts.append(Statement(text, text))
         passwords.setdefault(user.name, value)
         steps.append(
