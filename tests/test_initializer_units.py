@@ -226,6 +226,8 @@ def test_plan_waits_for_cluster_fe_and_backend() -> None:
     assert (progressing["status"], progressing["reason"]) == ("True", "WaitingForCluster")
     out = plan(_snap(steps, fe=FeView(False, error="connection refused")))
     assert out.run is None and "connection refused" in out.status["conditions"][1]["message"]
+    out = plan(_snap(steps, fe=FeView(False, error="refused", denied=True)))
+    assert out.run is None and out.status["conditions"][2]["reason"] == "AccessDenied"
     out = plan(_snap(steps, fe=FeView(True, 0, 3)))
     assert out.run is None and out.status["conditions"][1]["reason"] == "WaitingForBackend"
     assert "0 of 3 alive" in out.status["conditions"][1]["message"]

@@ -92,7 +92,7 @@ class Kube:
         self, name: str, namespace: str, status: dict[str, Any], resource: Any = DorisClusterResource
     ) -> None:
         """Set the whole status (a JSON patch: nested fields no longer present go too)."""
-        _count("patch", f"{resource.__name__}/status".replace("Resource/", "/"))
+        _count("patch", f"{resource.__name__}/status")
         await self.client.patch(
             resource.Status,
             name,
@@ -114,7 +114,7 @@ class Kube:
 
     async def get_object(self, resource: Any, name: str, namespace: str) -> dict[str, Any] | None:
         """A custom resource as stored (a live read), or None when it doesn't exist."""
-        _count("get", resource.__name__.removesuffix("Resource"))
+        _count("get", resource.__name__)
         try:
             obj = await self.client.get(resource, name, namespace=namespace)
         except ApiError as err:

@@ -139,6 +139,8 @@ class FeView:
     backends: int = 0
     error: str = ""
     user: str = ""
+    denied: bool = False
+    """The FE answers but refuses every credentials the operator knows."""
 
 
 @dataclass
@@ -333,6 +335,11 @@ def plan(snap: Snapshot) -> Plan:
         steps_status.append(entry)
 
     waiting = _waiting(snap)
+    if snap.fe is not None and snap.fe.denied:
+        degraded = degraded or (
+            "AccessDenied",
+            f"can't log in to DorisCluster {snap.cluster}: {snap.fe.error}",
+        )
     if snap.invalid:
         degraded = ("InvalidSpec", snap.invalid)
     if waiting is not None and out.run is None and progressing is None and done < len(snap.steps):
@@ -878,13 +885,14 @@ class InitializerController:
             alive = sum(1 for b in backends if b.alive and not b.is_compute_node)
             log.info("initializer of %s/%s: logged in to the FE as %s", dc.namespace, dc.name, cred.user)
             return FeView(True, alive, len(backends), user=cred.user), session
-        return FeView(False, error=f"{host}:{port}: no known credentials are accepted ({last_error})"), None
+        message = f"{host}:{port}: none of the credentials the operator knows is accepted ({last_error})"
+        return FeView(False, error=message, denied=True), None
 
     async def _act(
         self, key: Key, body: Obj, snap: Snapshot, resolved: Resolved, session: FeSession | None
     ) -> float | None:
         redact = resolved.redact
-        for _ in range(len(snap.steps) + 1):
+        for _ in range(len(snap.steps) + 2):
             decided = plan(snap)
             for event_type, reason, message in decided.events:
                 await self._event(body, event_type, reason, redact(message), dedupe=True)
