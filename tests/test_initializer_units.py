@@ -178,6 +178,15 @@ def test_steps_carry_password_hashes_never_the_passwords() -> None:
     assert "R00t!" not in redacted and "<redacted>" in redacted
 
 
+def test_a_rotated_secret_changes_the_password_step() -> None:
+    spec = {"rootPassword": {"secretKeyRef": {"name": "root-auth", "key": "password"}}}
+    first = _steps(spec, {"root-auth": "one"}).steps[0]
+    again = _steps(spec, {"root-auth": "one"}).steps[0]
+    rotated = _steps(spec, {"root-auth": "two"}).steps[0]
+    assert first.hash == again.hash != rotated.hash
+    assert first.secrets[0]["hash"] != rotated.secrets[0]["hash"]
+
+
 def test_a_password_for_the_operators_user_needs_the_auth_secret() -> None:
     spec = {"rootPassword": {"secretKeyRef": {"name": "other", "key": "password"}}}
     step = _steps(spec, {"other": "x1"}).steps[0]
