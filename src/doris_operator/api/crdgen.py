@@ -198,14 +198,15 @@ def dorisinitializer_crd() -> dict[str, Any]:
     status_schema = structural(di.DorisInitializerStatus.model_json_schema(by_alias=True, mode="validation"))
     spec_schema["description"] = "The desired initialization: passwords, users, databases and SQL steps."
     status_schema["description"] = "What has been applied, step by step, written by the operator."
-    ready = '.status.conditions[?(@.type=="Ready")]'
+    progressing = '.status.conditions[?(@.type=="Progressing")]'
+    degraded = '.status.conditions[?(@.type=="Degraded")]'
     columns: list[dict[str, Any]] = [
         {"name": "Cluster", "type": "string", "jsonPath": ".spec.cluster"},
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
         {"name": "Steps", "type": "string", "jsonPath": ".status.applied", "description": "applied/total"},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-        {"name": "Reason", "type": "string", "priority": 1, "jsonPath": f"{ready}.reason"},
-        {"name": "Message", "type": "string", "priority": 1, "jsonPath": f"{ready}.message"},
+        {"name": "Progress", "type": "string", "priority": 1, "jsonPath": f"{progressing}.reason"},
+        {"name": "Problem", "type": "string", "priority": 1, "jsonPath": f"{degraded}.message"},
     ]
     return namespaced_crd(
         di.KIND,
