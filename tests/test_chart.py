@@ -33,6 +33,8 @@ OPERATOR_RULES = {
     ("doris.selectdb.com", "dorisclusters"): {"list", "watch"},
     ("doris.selectdb.com", "dorisclusters/status"): {"patch"},
     ("doris.selectdb.com", "dorisclusters/finalizers"): {"update"},
+    ("doris.selectdb.com", "dorisinitializers"): {"get", "list", "watch"},
+    ("doris.selectdb.com", "dorisinitializers/status"): {"patch"},
     ("apps", "statefulsets"): {"list", "watch", "create", "patch", "delete"},
     ("", "services"): {"list", "watch", "create", "patch", "delete"},
     ("policy", "poddisruptionbudgets"): {"list", "watch", "create", "patch", "delete"},
@@ -329,7 +331,8 @@ def test_generated_manifests_are_up_to_date(helm: Path) -> None:
     assert have == want, "deploy/manifests/doris-operator.yaml is stale: run deploy/generate.py"
     docs = [d for d in yaml.safe_load_all(have) if d]
     assert one(docs, "Namespace")["metadata"]["name"] == "doris-operator"
-    assert one(docs, "CustomResourceDefinition")["metadata"]["name"] == "dorisclusters.doris.selectdb.com"
+    crds = {d["metadata"]["name"] for d in docs if d.get("kind") == "CustomResourceDefinition"}
+    assert {"dorisclusters.doris.selectdb.com", "dorisinitializers.doris.selectdb.com"} <= crds
     assert one(docs, "Deployment")["metadata"]["namespace"] == "doris-operator"
     assert one(docs, "ClusterRole", "doris-operator")
 

@@ -10,6 +10,7 @@ from typing import Any
 import kopf
 
 from .api import doriscluster as dc
+from .api import dorisinitializer as di
 from .builders import names
 from .reconcile.controller import Controller
 from .reconcile.observed import child_key, pod_key, trim_child, trim_pod
@@ -64,6 +65,27 @@ async def cluster_event(type: str, namespace: str | None, name: str, memo: kopf.
         controller.forget(key)
     else:
         controller.enqueue(key)
+    if "initializers" in memo:
+        memo["initializers"].wake_cluster(key)
+
+
+@kopf.index(dc.GROUP, dc.VERSION, di.PLURAL, registry=registry)
+async def dc_initializers(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
+    """(namespace, cluster) -> the DorisInitializers naming that DorisCluster."""
+    return {(namespace, (body.get("spec") or {}).get("cluster")): name}
+
+
+@kopf.on.event(dc.GROUP, dc.VERSION, di.PLURAL, registry=registry)
+async def initializer_event(
+    type: str, namespace: str | None, name: str, memo: kopf.Memo, **kwargs: Any
+) -> None:
+    initializers = memo["initializers"]
+    initializers.attach({k: v for k, v in kwargs.items() if k.startswith("dc_")})
+    key = (namespace or "default", name)
+    if type == "DELETED":
+        initializers.forget(key)
+    else:
+        initializers.enqueue(key)
 
 
 def _wake(memo: kopf.Memo, key: Any) -> None:

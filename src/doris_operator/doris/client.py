@@ -633,16 +633,17 @@ class DorisClient:
     ) -> None:
         self.close()
 
-    def query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-        """Run a statement and return (column names, rows)."""
-        log.debug("FE %s:%d <- %s", self.host, self.port, sql)
+    def query(self, sql: str, shown: str | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run a statement and return (column names, rows); ``shown`` is logged in its place (a
+        statement carrying a password hash)."""
+        log.debug("FE %s:%d <- %s", self.host, self.port, sql if shown is None else shown)
         with _translated_errors(), self._connection.cursor() as cursor:
             cursor.execute(sql)
             columns = [d[0] for d in cursor.description or ()]
             return columns, list(cursor.fetchall())
 
-    def execute(self, sql: str) -> None:
-        self.query(sql)
+    def execute(self, sql: str, shown: str | None = None) -> None:
+        self.query(sql, shown)
 
     # -- reads ---------------------------------------------------------------------------------
 

@@ -372,8 +372,11 @@ DORIS_CLUSTER = AdmissionKind(
 
 
 def default_registry() -> Registry:
+    from .initializer import DORIS_INITIALIZER  # it builds on this module
+
     registry = Registry()
     registry.register(DORIS_CLUSTER)
+    registry.register(DORIS_INITIALIZER)
     return registry
 
 
