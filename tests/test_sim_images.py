@@ -417,6 +417,7 @@ def test_each_fe_served_on_its_own_port_and_the_service_pinned_to_a_follower(
         frontends = by_host(client.show_frontends())
     for i in range(3):
         assert frontends[fqdn("fe", i, ns)].query_port == driver.fe_address(f"{NAME}-fe-{i}")[1]
+    assert driver.fe_endpoints() == {fqdn("fe", i, ns): driver.fe_address(f"{NAME}-fe-{i}") for i in range(3)}
     driver.route_to(f"{NAME}-fe-1")
     with connect(driver) as client:
         frontends = by_host(client.show_frontends())

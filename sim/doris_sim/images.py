@@ -404,6 +404,16 @@ class ImageDriver:
         server = self.fe_servers[pod]
         return server.host, server.port
 
+    def fe_endpoints(self) -> dict[str, tuple[str, int]]:
+        """``serve_each_fe``: each alive FE's registered host (the ``Host`` of its SHOW FRONTENDS row,
+        whose ``QueryPort`` is the port here) -> 127.0.0.1 and that port, for a test's resolver."""
+        out = {}
+        for pod, server in list(self.fe_servers.items()):
+            node = self._nodes.get(pod)
+            if node is not None:
+                out[node.address[0]] = (server.host, server.port)
+        return out
+
     def registered_address(self, pod: str) -> tuple[str, int] | None:
         """The host and port the pod's node registered with, or None before its image ran."""
         node = self._nodes.get(pod)
