@@ -197,7 +197,8 @@ class ImageDriver:
     (None: per pod, from its volumes), ``replication_num``, ``tablets_per_be``, the tablet scheduler's
     ``decommission_rate``/``clone_rate``/``balance_rate`` (replicas per second) and ``repair_delay``
     (seconds before a dead BE's replicas are re-replicated), ``replay_lag`` (how far non-master FEs lag),
-    and ``serve_each_fe``.
+    ``master_failover`` (a majority of alive followers elects a new master when the master's pod is
+    down; default off: the master stays the dead master) and ``serve_each_fe``.
     """
 
     def __init__(
@@ -218,6 +219,7 @@ class ImageDriver:
         balance_rate: float = 2.0,
         repair_delay: float = 60.0,
         replay_lag: float = 0.0,
+        master_failover: bool = False,
         serve_each_fe: bool = False,
         clock: Clock | None = None,
     ) -> None:
@@ -239,6 +241,7 @@ class ImageDriver:
             balance_rate=balance_rate,
             repair_delay=repair_delay,
             replay_lag=replay_lag,
+            master_failover=master_failover,
         )
         self.server = SimFeServer(self.cluster, port=port, advertise=not serve_each_fe)
         self.fe_servers: dict[str, SimFeServer] = {}

@@ -368,6 +368,7 @@ class SimCluster:
         balance_rate: float = 2.0,
         repair_delay: float = 60.0,
         replay_lag: float = 0.0,
+        master_failover: bool = False,
         fe_config: Mapping[str, str] | None = None,
         drop_backend_after_decommission: bool = True,
         auto_start: bool = False,
@@ -381,6 +382,7 @@ class SimCluster:
         self.clone_rate = clone_rate
         self.balance_rate = balance_rate
         self.replay_lag = replay_lag
+        self.master_failover = master_failover
         self.auto_start = auto_start
         self._decommission_rate = decommission_rate
         # fe.conf as every FE process reads it at start; ADMIN SET changes only the running process.
@@ -802,6 +804,7 @@ class SimCluster:
             fe.config = {}  # a new process: ADMIN SET values are gone, fe.conf applies
         fe.alive = fe.joined = True
         fe.err_msg = ""
+        self._elect()
 
     def _stop_frontend(self, fe: _Frontend, err_msg: str) -> None:
         if fe.alive:
@@ -809,6 +812,19 @@ class SimCluster:
             fe.last_heartbeat = self.clock.now()
             fe.replayed_journal_id = self._journal_id
             fe.err_msg = err_msg
+            self._elect()
+
+    def _elect(self) -> None:
+        """With ``master_failover``: when the master is down and a majority of the FOLLOWERs is alive,
+        BDB-JE elects one of them (the first by address here)."""
+        master = self._frontends.get(self._master)
+        if not self.master_failover or master is None or master.alive:
+            return
+        followers = [fe for fe in self._frontends.values() if fe.role == "FOLLOWER"]
+        alive = [fe for fe in followers if fe.alive and fe.joined]
+        if len(alive) > len(followers) // 2:
+            self._master = min(alive, key=lambda fe: (fe.host, fe.edit_log_port)).name
+            self._journal()
 
     def _start_backend(self, be: _Backend, node_role: str) -> None:
         if not be.alive:
