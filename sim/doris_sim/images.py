@@ -198,7 +198,9 @@ class ImageDriver:
     ``decommission_rate``/``clone_rate``/``balance_rate`` (replicas per second) and ``repair_delay``
     (seconds before a dead BE's replicas are re-replicated), ``replay_lag`` (how far non-master FEs lag),
     ``master_failover`` (a majority of alive followers elects a new master when the master's pod is
-    down; default off: the master stays the dead master) and ``serve_each_fe``.
+    down; default off: the master stays the dead master), ``decommission_precheck`` (newer Doris refuses
+    a DECOMMISSION that leaves fewer BEs than the replication number; default off: it stalls) and
+    ``serve_each_fe``.
     """
 
     def __init__(
@@ -220,6 +222,7 @@ class ImageDriver:
         repair_delay: float = 60.0,
         replay_lag: float = 0.0,
         master_failover: bool = False,
+        decommission_precheck: bool = False,
         serve_each_fe: bool = False,
         clock: Clock | None = None,
     ) -> None:
@@ -242,6 +245,7 @@ class ImageDriver:
             repair_delay=repair_delay,
             replay_lag=replay_lag,
             master_failover=master_failover,
+            decommission_precheck=decommission_precheck,
         )
         self.server = SimFeServer(self.cluster, port=port, advertise=not serve_each_fe)
         self.fe_servers: dict[str, SimFeServer] = {}

@@ -369,6 +369,7 @@ class SimCluster:
         repair_delay: float = 60.0,
         replay_lag: float = 0.0,
         master_failover: bool = False,
+        decommission_precheck: bool = False,
         fe_config: Mapping[str, str] | None = None,
         drop_backend_after_decommission: bool = True,
         auto_start: bool = False,
@@ -383,6 +384,7 @@ class SimCluster:
         self.balance_rate = balance_rate
         self.replay_lag = replay_lag
         self.master_failover = master_failover
+        self.decommission_precheck = decommission_precheck
         self.auto_start = auto_start
         self._decommission_rate = decommission_rate
         # fe.conf as every FE process reads it at start; ADMIN SET changes only the running process.
@@ -1161,7 +1163,23 @@ class SimCluster:
         self._observe()
 
     def _decommission_backends(self, targets: Sequence[_HostPort | int]) -> None:
-        for be in [self._require_backend(t, _decommission_missing) for t in targets]:
+        leaving = [self._require_backend(t, _decommission_missing) for t in targets]
+        if self.decommission_precheck:
+            # SystemHandler.checkDecommissionWithReplicaAllocation (newer Doris): the BEs left that can
+            # take replicas (alive, not decommissioned) must hold every partition's replication num.
+            ids = {be.backend_id for be in leaving}
+            available = sum(
+                b.alive and not b.decommissioned and b.backend_id not in ids for b in self._backends.values()
+            )
+            needed = max((t.replication_num for t in self._tablets.values()), default=0)
+            if needed > available:
+                raise _ddl_error(
+                    "After decommission, partition sim_table of table sim_db.sim_table 's replication "
+                    f"allocation {{ tag.location.default: {needed} }} > available backend num {available} "
+                    'on tag {"location" : "default"}, otherwise need to decrease the partition\'s '
+                    "replication num."
+                )
+        for be in leaving:
             if not be.decommissioned:
                 be.decommissioned = True
                 be.drain_credit = 0.0

@@ -69,6 +69,8 @@ def test_lagging_follower_answers_from_its_replayed_catalog_unless_forwarded(
         assert [r["Host"] for r in cluster.show_backends().dicts()] == ["10.0.0.1"]
         assert rows(cur, "SHOW BACKENDS") == [], "not replayed yet"
         cur.execute("SET forward_to_master = true")
+        (var,) = rows(cur, "SHOW VARIABLES LIKE 'forward_to_master'")
+        assert (var["Value"], var["Default_Value"], var["Changed"]) == ("true", "false", "1")
         assert [r["Host"] for r in rows(cur, "SHOW BACKENDS")] == ["10.0.0.1"]
         frontends = rows(cur, "SHOW FRONTENDS")
         assert [r["EditLogPort"] for r in frontends if r["CurrentConnected"] == "Yes"] == ["9011"]
