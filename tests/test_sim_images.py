@@ -366,6 +366,34 @@ def test_nodes_register_with_the_cluster_domain_or_their_pod_ip(
 
 @pytest.mark.cluster
 @pytest.mark.timeout(180)
+def test_fe_conf_without_fqdn_mode_makes_the_fes_register_their_pod_ips(
+    ns: str,
+    kubectl: Kubectl,
+    deploy: Callable[[dict[str, Any]], None],
+    start_driver: Callable[..., ImageDriver],
+) -> None:
+    kubectl(
+        "create", "configmap", "fe-conf", "-n", ns,
+        "--from-literal=fe.conf=# IP mode\nenable_fqdn_mode = false\nhttp_port = 8030\n",
+    )  # fmt: skip
+    driver = start_driver()
+    deploy(manifest(ns, feSpec={"configMapInfo": {"configMapName": "fe-conf"}}))
+    driver.wait_registered(3, 3, timeout=60)
+    pod_ips = {
+        p["metadata"]["name"]: p["status"]["podIP"]
+        for p in kubectl.items("pods", ns, f"{LABEL_CLUSTER}={NAME}")
+    }
+    with connect(driver) as client:
+        frontends = {fe.host for fe in client.show_frontends()}
+        backends = {be.host for be in client.show_backends()}
+    assert frontends == {pod_ips[f"{NAME}-fe-{i}"] for i in range(3)}
+    assert backends == {fqdn("be", i, ns) for i in range(3)}, (
+        "be_entrypoint.sh: hostname -f unless HOST_TYPE=IP"
+    )
+
+
+@pytest.mark.cluster
+@pytest.mark.timeout(180)
 def test_emptydir_backend_in_a_new_pod_comes_back_empty_and_is_re_replicated(
     ns: str,
     kubectl: Kubectl,
