@@ -1,14 +1,19 @@
-"""The simulated Doris cluster's state: frontends, backends, brokers, users, and a clock.
+"""The simulated Doris cluster's state: frontends, backends, brokers, tablets and replicas, users, and
+a clock.
 
 :class:`SimCluster` is what the master FE's catalog holds, changed the way the official images and
 running processes would (Python methods) or by Doris SQL (:meth:`SimCluster.execute`, parsed and
 answered in :mod:`doris_sim.sql`). The catalog's own checks raise :class:`SimSqlError` with the texts
 Doris uses (``../shared/reference/doris-sql-and-images.md`` §2).
 
-Decommission is computed lazily from the cluster's clock: a decommissioned backend hands its
-tablets to the remaining storage backends at ``decommission_rate`` tablets per second and, once
-empty, is dropped from SHOW BACKENDS (Doris's default ``drop_backend_after_decommission``). Use a
-:class:`ManualClock` to drive it deterministically.
+Time-driven work is computed lazily from the cluster's clock, by the master's tablet scheduler (nothing
+runs while the master is down or ``disable_tablet_scheduler`` is set): a decommissioned backend's
+replicas are cloned elsewhere and deleted at ``decommission_rate`` per second, and the backend is
+dropped once empty (``drop_backend_after_decommission``); missing replicas are cloned at ``clone_rate``
+(at once when the catalog lost them, after ``tablet_repair_delay_factor_second`` when their backend is
+only dead); the balancer evens out replica counts at ``balance_rate`` unless ``disable_balance``. Use a
+:class:`ManualClock` to drive it deterministically. Non-master FEs answer from the catalog as it was
+``replay_lag`` seconds ago (history kept in :class:`_View` snapshots).
 """
 
 from __future__ import annotations
