@@ -302,6 +302,7 @@ class _Query:
     fe_host: str
     started_at: float
     sql: str
+    ends_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -663,11 +664,17 @@ class SimCluster:
     # -- queries -------------------------------------------------------------------------------
 
     def start_query(
-        self, host: str | None = None, heartbeat_port: int = 9050, *, sql: str = "SELECT 1"
+        self,
+        host: str | None = None,
+        heartbeat_port: int = 9050,
+        *,
+        sql: str = "SELECT 1",
+        duration: float | None = None,
     ) -> str:
         """Start a query whose fragment runs on the given backend, or on the query-available one
-        with the fewest running queries. Doris schedules no new query on a backend that is dead,
-        shut down, or has ``disable_query`` set: that raises ValueError."""
+        with the fewest running queries; it runs until :meth:`finish_query`, or for ``duration``
+        seconds. Doris schedules no new query on a backend that is dead, shut down, or has
+        ``disable_query`` set: that raises ValueError."""
         with self._lock:
             self._tick()
             if host is not None:
@@ -685,7 +692,9 @@ class SimCluster:
                 be = min(available, key=lambda b: (load[b.backend_id], b.backend_id))
             query_id = f"{self._rng.getrandbits(64):016x}-{self._rng.getrandbits(64):016x}"
             master = self._frontends[self._master]
-            self._queries[query_id] = _Query(query_id, be.backend_id, master.host, self.clock.now(), sql)
+            now = self.clock.now()
+            ends_at = None if duration is None else now + duration
+            self._queries[query_id] = _Query(query_id, be.backend_id, master.host, now, sql, ends_at)
             return query_id
 
     def finish_query(self, query_id: str) -> None:
@@ -695,6 +704,7 @@ class SimCluster:
     def running_queries(self, host: str, heartbeat_port: int = 9050) -> list[str]:
         """Ids of the queries running on that backend."""
         with self._lock:
+            self._tick()
             be = self._backend_at(host, heartbeat_port)
             return [q.query_id for q in self._queries.values() if q.backend_id == be.backend_id]
 
@@ -944,6 +954,8 @@ class SimCluster:
         self._record_view()
         # Rounded so that float noise in epoch seconds cannot lose a tablet at the boundary.
         elapsed, self._last_tick = round(now - self._last_tick, 6), now
+        for query in [q for q in self._queries.values() if q.ends_at is not None and q.ends_at <= now]:
+            del self._queries[query.query_id]
         master = self._frontends[self._master]
         scheduling = master.alive and self._config("disable_tablet_scheduler") != "true"
         if elapsed > 0 and scheduling:

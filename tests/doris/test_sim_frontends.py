@@ -210,3 +210,13 @@ def test_master_failover_needs_a_majority_of_followers(clock: ManualClock) -> No
         cluster.execute('ALTER SYSTEM ADD BACKEND "10.0.0.1:9050"', via=("127.0.0.1", 9013))
     cluster.set_frontend_alive("127.0.0.1", 9010, True)
     assert cluster.master == ("127.0.0.1", 9010)
+
+
+def test_queries_with_a_duration_end_by_themselves(cluster: SimCluster, clock: ManualClock) -> None:
+    cluster.register_backend("10.0.0.1", 9050)
+    short = cluster.start_query(duration=5)
+    endless = cluster.start_query()
+    clock.advance(4.9)
+    assert set(cluster.running_queries("10.0.0.1")) == {short, endless}
+    clock.advance(0.1)
+    assert cluster.running_queries("10.0.0.1") == [endless]
