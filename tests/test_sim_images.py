@@ -303,7 +303,8 @@ def test_cli_prints_its_address_and_stops_on_sigterm(
     with log.open("w") as stderr:
         proc = subprocess.Popen(
             [sys.executable, "-m", "doris_sim", "--kubeconfig", str(kube_cluster.kubeconfig),
-             "--namespace", ns, "--cluster", NAME, "--tablets-per-be", "7"],
+             "--namespace", ns, "--cluster", NAME, "--tablets-per-be", "7", "--cluster-domain", "corp.local",
+             "--replication-num", "1"],
             stdout=subprocess.PIPE,
             stderr=stderr,
             text=True,
@@ -319,7 +320,9 @@ def test_cli_prints_its_address_and_stops_on_sigterm(
                 backends = client.show_backends()
             return backends if len(backends) == 3 and all(b.alive for b in backends) else []
 
-        assert {b.tablet_num for b in eventually(registered, 60, what="3 BEs alive via the CLI")} == {7}
+        up = eventually(registered, 60, what="3 BEs alive via the CLI")
+        assert {b.tablet_num for b in up} == {7}
+        assert all(b.host.endswith(f".{ns}.svc.corp.local") for b in up)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0, log.read_text()
         assert "ALTER SYSTEM ADD BACKEND" in log.read_text()
