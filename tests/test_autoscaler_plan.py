@@ -95,8 +95,8 @@ def test_the_data_floor_counts_what_the_bes_hold() -> None:
 
     def be(used: int, total: int, role: str = "mix") -> Backend:
         return Backend(
-            backend_id=1, host="h", heartbeat_port=9050, alive=True, system_decommissioned=False, tablet_num=1,
-            data_used_capacity=used, total_capacity=total, node_role=role,
+            backend_id=1, host="h", heartbeat_port=9050, alive=True, system_decommissioned=False,
+            tablet_num=1, data_used_capacity=used, total_capacity=total, node_role=role,
         )  # fmt: skip
 
     gib = 2**30

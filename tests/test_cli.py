@@ -78,7 +78,7 @@ def test_crds_command_prints_the_checked_in_crds() -> None:
     result = run("crds")
     assert result.returncode == 0
     crds = list(yaml.safe_load_all(result.stdout))
-    assert {c["spec"]["names"]["kind"] for c in crds} >= {"DorisCluster", "DorisClusterAutoscaler"}
+    assert len(crds) == len(list((ROOT / crdgen.CRD_DIR).glob("*.yaml"))) >= 2
     for crd in crds:
         assert crd == yaml.safe_load((ROOT / crdgen.CRD_DIR / crdgen.crd_filename(crd)).read_text())
 

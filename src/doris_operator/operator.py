@@ -8,6 +8,7 @@ import logging
 import os
 import socket
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import kopf
 from aiohttp import web
@@ -21,8 +22,10 @@ from .leader import LeaderElector
 from .metrics import REGISTRY
 from .reconcile.autoscaler import AutoscalerLoop, fe_backends
 from .reconcile.controller import Controller
-from .webhook.server import WebhookOptions, WebhookServer
-from .webhook.server import serve as serve_webhook
+from .reconcile.initializer import InitializerController
+
+if TYPE_CHECKING:  # the webhook (and cryptography) is imported only when it is served
+    from .webhook.server import WebhookOptions, WebhookServer
 
 log = logging.getLogger("doris_operator")
 
@@ -43,6 +46,9 @@ class Options:
     """How often each DorisClusterAutoscaler is evaluated (the HPA controller's default sync period)."""
     webhook: WebhookOptions | None = None
     """Serve the admission webhook in this process (every replica, leader or not)."""
+    allow_fe_address_annotation: bool = False
+    """Honour ``doris.apache.org/fe-address`` (local runs only: whoever may edit a DorisCluster could
+    point the operator, and its Doris credentials, at a server of their choice)."""
 
 
 def _settings() -> kopf.OperatorSettings:
@@ -83,14 +89,18 @@ async def _serve(opts: Options, state: dict[str, bool]) -> web.AppRunner:
 
 async def _operate(opts: Options, kube: Kube, state: dict[str, bool]) -> None:
     controller = Controller(kube, workers=opts.workers, resync=opts.resync)
-    autoscaler = AutoscalerLoop(kube, lambda: controller.indexes, fe_backends(kube), opts.autoscaler_interval)
+    controller.ctx.allow_fe_address_annotation = opts.allow_fe_address_annotation
+    initializers = InitializerController(kube, resync=opts.resync)
+    initializers.allow_fe_address_annotation = opts.allow_fe_address_annotation
+    backends = fe_backends(kube, opts.allow_fe_address_annotation)
+    autoscaler = AutoscalerLoop(kube, lambda: controller.indexes, backends, opts.autoscaler_interval)
     stop = asyncio.Event()
     started = asyncio.Event()
     operator = asyncio.create_task(
         kopf.operator(
             registry=handlers.registry,
             settings=_settings(),
-            memo=kopf.Memo(controller=controller, autoscaler=autoscaler),
+            memo=kopf.Memo(controller=controller, initializers=initializers, autoscaler=autoscaler),
             clusterwide=not opts.namespaces,
             namespaces=opts.namespaces,
             standalone=True,
@@ -99,6 +109,7 @@ async def _operate(opts: Options, kube: Kube, state: dict[str, bool]) -> None:
         )
     )
     work = asyncio.create_task(controller.run())
+    init_work = asyncio.create_task(initializers.run())
     scaling = asyncio.create_task(autoscaler.run())
 
     async def synced() -> None:
@@ -107,13 +118,13 @@ async def _operate(opts: Options, kube: Kube, state: dict[str, bool]) -> None:
 
     watch = asyncio.create_task(synced())
     try:
-        done, _ = await asyncio.wait({operator, work}, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait({operator, work, init_work}, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             if not task.cancelled():  # kopf cancels the loop's tasks when it stops on SIGTERM
                 task.result()
     finally:
         stop.set()
-        for task in (work, watch, scaling):
+        for task in (work, init_work, watch, scaling):
             task.cancel()
         try:
             await asyncio.wait_for(operator, timeout=10)
@@ -131,6 +142,8 @@ async def main(opts: Options) -> int:
     runner = await _serve(opts, state)
     webhook: asyncio.Task[None] | None = None
     if opts.webhook is not None:
+        from .webhook.server import serve as serve_webhook
+
         state["webhook"] = False
 
         def listening(server: WebhookServer) -> None:

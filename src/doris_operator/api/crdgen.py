@@ -16,6 +16,7 @@ import yaml
 
 from . import doriscluster as dc
 from . import dorisclusterautoscaler as dca
+from . import dorisinitializer as di
 
 CRD_DIR = Path("config/crd")
 
@@ -139,20 +140,16 @@ def doriscluster_crd() -> dict[str, Any]:
     }
 
 
-def resource_crd(
+def namespaced_crd(
     kind: str,
     plural: str,
-    short_name: str,
+    short_names: list[str],
     description: str,
-    spec_model: type[Any],
-    status_model: type[Any],
+    spec_schema: dict[str, Any],
+    status_schema: dict[str, Any],
     columns: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    """The CRD of one of the operator's namespaced kinds with a status subresource."""
-    spec_schema = structural(spec_model.model_json_schema(by_alias=True, mode="validation"))
-    status_schema = structural(status_model.model_json_schema(by_alias=True, mode="validation"))
-    spec_schema["description"] = "The desired state."
-    status_schema["description"] = "The observed state, written by the operator."
+    """A namespaced CRD of group doris.selectdb.com, one served and stored version, status subresource."""
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -167,7 +164,7 @@ def resource_crd(
                 "listKind": f"{kind}List",
                 "plural": plural,
                 "singular": kind.lower(),
-                "shortNames": [short_name],
+                "shortNames": short_names,
                 "categories": ["doris"],
             },
             "scope": "Namespaced",
@@ -197,27 +194,63 @@ def resource_crd(
     }
 
 
+def dorisinitializer_crd() -> dict[str, Any]:
+    spec_schema = structural(di.DorisInitializerSpec.model_json_schema(by_alias=True, mode="validation"))
+    status_schema = structural(di.DorisInitializerStatus.model_json_schema(by_alias=True, mode="validation"))
+    spec_schema["description"] = "The desired initialization: passwords, users, databases and SQL steps."
+    status_schema["description"] = "What has been applied, step by step, written by the operator."
+    progressing = '.status.conditions[?(@.type=="Progressing")]'
+    degraded = '.status.conditions[?(@.type=="Degraded")]'
+    columns: list[dict[str, Any]] = [
+        {"name": "Cluster", "type": "string", "jsonPath": ".spec.cluster"},
+        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+        {"name": "Steps", "type": "string", "jsonPath": ".status.applied", "description": "applied/total"},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        {"name": "Progress", "type": "string", "priority": 1, "jsonPath": f"{progressing}.reason"},
+        {"name": "Problem", "type": "string", "priority": 1, "jsonPath": f"{degraded}.message"},
+    ]
+    return namespaced_crd(
+        di.KIND,
+        di.PLURAL,
+        [di.SHORT_NAME],
+        "The initialization of a DorisCluster: root and admin passwords, users, databases and SQL, "
+        "each applied once and recorded in status.steps.",
+        spec_schema,
+        status_schema,
+        columns,
+    )
+
+
 def dorisclusterautoscaler_crd() -> dict[str, Any]:
+    spec_schema = structural(
+        dca.DorisClusterAutoscalerSpec.model_json_schema(by_alias=True, mode="validation")
+    )
+    status_schema = structural(
+        dca.DorisClusterAutoscalerStatus.model_json_schema(by_alias=True, mode="validation")
+    )
+    spec_schema["description"] = "The components to scale, their ranges, the metrics and the behavior."
+    status_schema["description"] = "Per component: replicas, the last decision, metrics and conditions."
     columns: list[dict[str, Any]] = [
         {"name": "Cluster", "type": "string", "jsonPath": ".spec.cluster"},
         {"name": "BE", "type": "integer", "jsonPath": ".status.be.desiredReplicas", "description": "desired"},
         {"name": "CN", "type": "integer", "jsonPath": ".status.cn.desiredReplicas", "description": "desired"},
-        {"name": "Reason", "type": "string", "jsonPath": ".status.be.lastDecision.reason", "priority": 1},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        {"name": "Decision", "type": "string", "priority": 1, "jsonPath": ".status.be.lastDecision.message"},
     ]
-    return resource_crd(
+    return namespaced_crd(
         dca.KIND,
         dca.PLURAL,
-        dca.SHORT_NAME,
-        "The automatic scaling of a DorisCluster's BEs and CNs.",
-        dca.DorisClusterAutoscalerSpec,
-        dca.DorisClusterAutoscalerStatus,
+        [dca.SHORT_NAME],
+        "The automatic scaling of a DorisCluster's BEs and CNs, decided with the HorizontalPodAutoscaler's "
+        "algorithm and applied through the DorisCluster's replicas.",
+        spec_schema,
+        status_schema,
         columns,
     )
 
 
 def all_crds() -> list[dict[str, Any]]:
-    return [doriscluster_crd(), dorisclusterautoscaler_crd()]
+    return [doriscluster_crd(), dorisinitializer_crd(), dorisclusterautoscaler_crd()]
 
 
 def crd_filename(crd: dict[str, Any]) -> str:

@@ -476,7 +476,9 @@ async def _read(
     return reading
 
 
-def fe_backends(kube: Any) -> Callable[[DorisCluster], Awaitable[list[Backend]]]:
+def fe_backends(
+    kube: Any, allow_fe_address: bool = False
+) -> Callable[[DorisCluster], Awaitable[list[Backend]]]:
     """SHOW BACKENDS of a DorisCluster's FE, reached and logged in to as the cluster reconcile does."""
 
     async def backends(dc: DorisCluster) -> list[Backend]:
@@ -485,12 +487,13 @@ def fe_backends(kube: Any) -> Callable[[DorisCluster], Awaitable[list[Backend]]]
             data = await kube.config_map(name, dc.namespace)
             if data is not None:
                 maps[name] = data
-        host, port = fe_endpoint(dc, resolve_config("fe", dc.spec.fe_spec, maps))
+        fe_config = resolve_config("fe", dc.spec.fe_spec, maps)
+        host, port = fe_endpoint(dc, fe_config, allow_fe_address)
 
         async def creds() -> Credentials:
             return await credentials(dc, lambda name: kube.secret_data(name, dc.namespace))
 
-        session = FeSession(host, port, creds)
+        session = FeSession(host, port, creds, tls=fe_config.flag("enable_ssl"))
         try:
             return list(await session.call(lambda c: c.show_backends()))
         finally:

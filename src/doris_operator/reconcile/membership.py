@@ -21,12 +21,15 @@ from .status import Findings
 
 log = logging.getLogger(__name__)
 FE_ADDRESS_ANNOTATION = "doris.apache.org/fe-address"
-"""``host:port`` of an FE's MySQL port, for an operator that can't resolve cluster DNS (local runs)."""
+"""``host:port`` of an FE's MySQL port, for an operator that can't resolve cluster DNS (local runs); honoured
+only with ``run --allow-fe-address-annotation``."""
 T = TypeVar("T")
 
 
-def fe_endpoint(dc: DorisCluster, fe_config: ComponentConfig) -> tuple[str, int]:
-    override = (dc.metadata.annotations or {}).get(FE_ADDRESS_ANNOTATION)
+def fe_endpoint(
+    dc: DorisCluster, fe_config: ComponentConfig, allow_annotation: bool = False
+) -> tuple[str, int]:
+    override = (dc.metadata.annotations or {}).get(FE_ADDRESS_ANNOTATION) if allow_annotation else None
     if override:
         host, _, port = override.rpartition(":")
         return host, int(port)
@@ -42,15 +45,22 @@ class FeSession:
     """One MySQL connection to an FE for one reconcile, opened on first use (the client is blocking:
     its calls run in a thread)."""
 
-    def __init__(self, host: str, port: int, credentials: Callable[[], Awaitable[Credentials]]) -> None:
-        self.host, self.port, self._credentials = host, port, credentials
+    def __init__(
+        self, host: str, port: int, credentials: Callable[[], Awaitable[Credentials]], tls: bool = False
+    ) -> None:
+        self.host, self.port, self._credentials, self.tls = host, port, credentials, tls
         self._client: DorisClient | None = None
 
     async def call(self, fn: Callable[[DorisClient], T]) -> T:
         if self._client is None:
             creds = await self._credentials()
             self._client = await asyncio.to_thread(
-                DorisClient.connect, self.host, self.port, creds, Timeouts(connect=5, read=30, write=30)
+                DorisClient.connect,
+                self.host,
+                self.port,
+                creds,
+                Timeouts(connect=5, read=30, write=30),
+                tls=self.tls,
             )
         client = self._client
         return await asyncio.to_thread(fn, client)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..api import doriscluster as dc
+from ..api import podsecurity
 from ..api.validation import InvalidResource, Problem, parse_cluster, parse_quantity
 from ..builders.pod import DEFAULT_ELECTION_NUMBER
 
@@ -302,9 +303,12 @@ def validate_doris_cluster(req: Request) -> Verdict:
     if req.operation == "UPDATE" and old is not None and _spec(old) == _spec(obj):
         return Verdict()  # metadata or status only: never blocked (deletion, finalizers, labels)
     try:
-        parse_cluster(obj)
+        cluster = parse_cluster(obj)
     except InvalidResource as err:
         verdict.problems.extend(err.problems)
+    else:
+        verdict.problems.extend(podsecurity.overlay_problems(cluster))
+        verdict.warnings.extend(podsecurity.privileged_warnings(cluster))
     if req.operation == "UPDATE" and old is not None:
         known = {str(p) for p in verdict.problems}
         verdict.problems.extend(p for p in update_problems(old, obj) if str(p) not in known)
@@ -368,8 +372,11 @@ DORIS_CLUSTER = AdmissionKind(
 
 
 def default_registry() -> Registry:
+    from .initializer import DORIS_INITIALIZER  # it builds on this module
+
     registry = Registry()
     registry.register(DORIS_CLUSTER)
+    registry.register(DORIS_INITIALIZER)
     return registry
 
 
