@@ -16,7 +16,7 @@ from lightkube.config.kubeconfig import KubeConfig
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import handlers
-from .k8s import FIELD_MANAGER, Kube
+from .k8s import FIELD_MANAGER, Fence, Kube
 from .leader import LeaderElector
 from .metrics import REGISTRY
 from .reconcile.controller import Controller
@@ -38,6 +38,10 @@ class Options:
     lease_namespace: str = ""
     lease_name: str = "doris-operator"
     identity: str = ""
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    """The leader stops writing when it could not renew for this long (< lease_duration)."""
+    retry_period: float = 2.0
     webhook: WebhookOptions | None = None
     """Serve the admission webhook in this process (every replica, leader or not)."""
 
@@ -121,7 +125,8 @@ async def main(opts: Options) -> int:
     the pod restarts and comes back as a standby)."""
     config = KubeConfig.from_env()
     client = AsyncClient(config, field_manager=FIELD_MANAGER)
-    kube = Kube(client)
+    fence = Fence(elected=opts.leader_elect)  # closed until the Lease is held
+    kube = Kube(client, fence)
     state: dict[str, bool] = {}
     runner = await _serve(opts, state)
     webhook: asyncio.Task[None] | None = None
@@ -137,7 +142,16 @@ async def main(opts: Options) -> int:
             identity = opts.identity or f"{socket.gethostname()}-{os.getpid()}"
             namespace = opts.lease_namespace or os.environ.get("POD_NAMESPACE") or "default"
             state["standby"] = True
-            elector = LeaderElector(client, namespace, opts.lease_name, identity)
+            elector = LeaderElector(
+                client,
+                namespace,
+                opts.lease_name,
+                identity,
+                lease_duration=opts.lease_duration,
+                renew_deadline=opts.renew_deadline,
+                retry_period=opts.retry_period,
+                fence=fence,
+            )
 
             async def lead() -> None:
                 state["standby"] = False
