@@ -30,9 +30,9 @@ Doc = dict[str, Any]
 OPERATOR_RULES = {
     ("doris.selectdb.com", "dorisclusters"): {"list", "watch"},
     ("doris.selectdb.com", "dorisclusters/status"): {"patch"},
-    ("apps", "statefulsets"): {"list", "watch", "create", "patch", "delete"},
-    ("", "services"): {"list", "watch", "create", "patch", "delete"},
-    ("policy", "poddisruptionbudgets"): {"list", "watch", "create", "patch", "delete"},
+    ("apps", "statefulsets"): {"get", "list", "watch", "create", "patch", "delete"},
+    ("", "services"): {"get", "list", "watch", "create", "patch", "delete"},
+    ("policy", "poddisruptionbudgets"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "secrets"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "pods"): {"list", "watch", "delete"},
     ("", "configmaps"): {"get"},
