@@ -66,7 +66,11 @@ class ApiProxy:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             app = web.Application()
-            app.router.add_route("*", "/{tail:.*}", lambda r: self._handle(r, session, context))
+
+            async def handle(request: web.Request) -> web.StreamResponse:
+                return await self._handle(request, session, context)
+
+            app.router.add_route("*", "/{tail:.*}", handle)
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
             site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -57,9 +57,17 @@ def test_a_leader_that_cannot_renew_stops_writing_before_a_standby_takes_over(
     standby = Operator(kube_cluster, tmp_path, *common, "--identity", "replica-b", name="b")
 
     def holder() -> str:
-        return str(
-            kubectl.json("lease", "doris-operator", "-n", lease_ns)["spec"].get("holderIdentity") or ""
+        found = kube_cluster.kubectl(
+            "get",
+            "lease",
+            "doris-operator",
+            "-n",
+            lease_ns,
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+            check=False,
         )
+        return str(found.stdout).strip() if found.returncode == 0 else ""
 
     stop = threading.Event()
     try:
@@ -112,13 +120,12 @@ def test_a_leader_that_cannot_renew_stops_writing_before_a_standby_takes_over(
         # the new leader converges the last change
         want = str(changes[0])
         service = names.access_service(NAME, "fe")
-        eventually(
-            lambda: (
-                kubectl.json("svc", service, "-n", ns)["metadata"].get("annotations", {}).get("n") == want
-            ),
-            30,
-            what="the standby to apply the last change",
-        )
+
+        def applied() -> bool:
+            annotations = kubectl.json("svc", service, "-n", ns)["metadata"].get("annotations") or {}
+            return bool(annotations.get("n") == want)
+
+        eventually(applied, 30, what="the standby to apply the last change")
         assert standby.ready()
     finally:
         standby.stop()

@@ -5,7 +5,8 @@
   :class:`AppliedMemory`); an ``Event`` "Created" when it made the object;
 - :class:`Delete`: delete with a uid precondition (a replacement is never deleted);
 - :class:`TakeOwnership`: move other managers' fields to ours before adopting an object;
-- :class:`WriteStatus`: the status subresource, when it changed (timestamps aside);
+- :class:`WriteStatus`: the status subresource, when it changed (timestamps aside); its failure is
+  raised (there is no status left to report it in: the caller retries with a backoff);
 - :class:`Emit`: an Event on the owner.
 
 A failed action (an API error, or anything unexpected) becomes a Degraded finding and a Warning Event,
@@ -165,6 +166,9 @@ class Executor:
 
     async def run(self, actions: Iterable[Action]) -> None:
         for action in actions:
+            if isinstance(action, WriteStatus):
+                await self._status(action)  # a failure has no status to show in: it is raised
+                continue
             try:
                 await self._one(action)
             except (NotLeading, KeyboardInterrupt):
