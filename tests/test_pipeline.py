@@ -165,3 +165,30 @@ async def test_while_deleting_only_the_status_is_written(monkeypatch: pytest.Mon
     result = await pipeline.reconcile(doomed, [be_statefulset(3), stale], [fe_pod()], context(kube))
     assert kube.applied == [] and kube.deleted == []
     assert result.phase == "Deleting" and kube.status is not None and kube.status["phase"] == "Deleting"
+
+
+async def test_an_object_whose_takeover_failed_is_not_applied_over() -> None:
+    from doris_operator.reconcile.act import Apply, Emit, Executor, TakeOwnership
+    from doris_operator.reconcile.status import Findings
+
+    class Refusing(FakeKube):
+        async def take_ownership(self, *args: Any) -> bool:
+            raise ApiError(status=_status(409, "the object has been modified"))
+
+    kube = Refusing()
+    findings = Findings()
+    executor = Executor(kube, AppliedMemory(), EventRecorder(kube), body(), findings)  # type: ignore[arg-type]
+    sts = {"kind": "StatefulSet", "apiVersion": "apps/v1", "metadata": {"name": "dc-be", "namespace": "ns"}}
+    svc = {"kind": "Service", "apiVersion": "v1", "metadata": {"name": "dc-be-service", "namespace": "ns"}}
+    await executor.run(
+        [
+            TakeOwnership("StatefulSet", "dc-be", "ns", "uid-be", (), "be"),
+            Apply(sts, None, "be"),
+            Emit("Normal", "Adopted", "took over StatefulSet dc-be", False, ("StatefulSet", "dc-be")),
+            Apply(svc, None, "be"),
+        ]
+    )
+    assert [o["metadata"]["name"] for o in kube.applied] == ["dc-be-service"]
+    assert findings.degraded["be"][0][0] == "AdoptFailed"
+    assert ("Warning", "AdoptFailed") in {(t, r) for t, r, _ in kube.events}
+    assert "Adopted" not in {r for _, r, _ in kube.events}

@@ -144,6 +144,8 @@ class Emit:
     reason: str
     message: str
     dedupe: bool = True
+    subject: tuple[str, str] | None = None
+    """(kind, name): the Event tells of that object, and is skipped when an action on it failed."""
 
 
 Action = Apply | Delete | TakeOwnership | WriteStatus | Emit
@@ -163,11 +165,17 @@ class Executor:
     written: dict[tuple[str, str], Obj] = field(default_factory=dict)
     """The status last written per owner (shared across reconciles: the watched copy lags behind)."""
     writes: int = 0
+    failed: set[tuple[str, str]] = field(default_factory=set)
+    """(kind, name) of the objects an action failed on: later actions on them in this run are skipped
+    (an object is not applied over when taking over its fields failed)."""
 
     async def run(self, actions: Iterable[Action]) -> None:
         for action in actions:
             if isinstance(action, WriteStatus):
                 await self._status(action)  # a failure has no status to show in: it is raised
+                continue
+            subject = _subject(action)
+            if subject is not None and subject in self.failed:
                 continue
             try:
                 await self._one(action)
@@ -182,11 +190,16 @@ class Executor:
                 await self._warn(action, f"{type(err).__name__}: {err}")
 
     def _failed(self, action: Action, reason: str, message: str) -> None:
+        subject = _subject(action)
+        if subject is not None:
+            self.failed.add(subject)
         component = getattr(action, "component", "")
         if isinstance(action, Apply):
             reason = "ApplyFailed" if reason == "ApiError" else reason
         elif isinstance(action, Delete):
             reason = "DeleteFailed" if reason == "ApiError" else reason
+        elif isinstance(action, TakeOwnership):
+            reason = "AdoptFailed" if reason == "ApiError" else reason
         self.findings.degrade(component, reason, message)
 
     async def _warn(self, action: Action, message: str) -> None:
@@ -245,6 +258,16 @@ class Executor:
         await self.kube.patch_status(key[1], key[0], clean, self.status_resource)
         self.written[key] = clean
         self.writes += 1
+
+
+def _subject(action: Action) -> tuple[str, str] | None:
+    if isinstance(action, Apply):
+        return action.obj["kind"], action.obj["metadata"]["name"]
+    if isinstance(action, Delete | TakeOwnership):
+        return action.kind, action.name
+    if isinstance(action, Emit):
+        return action.subject
+    return None
 
 
 def _describe(action: Action) -> str:

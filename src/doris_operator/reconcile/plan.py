@@ -158,6 +158,7 @@ def _existing(snap: Snapshot, obj: Obj, live: Obj, comp: str, replicas: dict[str
                     f"took over StatefulSet {name} with its {current} replicas; its pods keep running "
                     "until a change of the spec replaces them one at a time",
                     False,
+                    (kind, name),
                 )
             )
         elif marker is not None and marker == template:
@@ -172,6 +173,7 @@ def _existing(snap: Snapshot, obj: Obj, live: Obj, comp: str, replicas: dict[str
                     f"StatefulSet {name} now runs this operator's pod template: its pods are replaced "
                     "one at a time",
                     False,
+                    (kind, name),
                 )
             )
         else:
@@ -179,7 +181,9 @@ def _existing(snap: Snapshot, obj: Obj, live: Obj, comp: str, replicas: dict[str
         return
     if adopting:
         plan.actions.append(TakeOwnership(kind, name, ns, uid, (), comp))
-        plan.actions.append(Emit("Normal", "Adopted", f"took over {kind} {name}", False))
+        plan.actions.append(Apply(copy.deepcopy(want), live, comp))
+        plan.actions.append(Emit("Normal", "Adopted", f"took over {kind} {name}", False, (kind, name)))
+        return
     plan.actions.append(Apply(copy.deepcopy(want), live, comp))
 
 
