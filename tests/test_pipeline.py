@@ -116,6 +116,11 @@ def fe_pod() -> dict[str, Any]:
     )
 
 
+def applied_statefulset(kube: FakeKube, comp: str) -> dict[str, Any]:
+    name = names.statefulset(NAME, comp)  # type: ignore[arg-type]
+    return next(o for o in kube.applied if o["kind"] == "StatefulSet" and o["metadata"]["name"] == name)
+
+
 def context(kube: FakeKube) -> pipeline.Context:
     return pipeline.Context(kube, AppliedMemory(), EventRecorder(kube))  # type: ignore[arg-type]
 
@@ -129,9 +134,7 @@ async def test_a_failing_step_is_degraded_and_reported_and_nothing_shrinks_blind
     monkeypatch.setattr(pipeline, "reconcile_membership", broken)
     kube = FakeKube()
     await pipeline.reconcile(body(), [be_statefulset(5)], [fe_pod()], context(kube))
-    sts = next(
-        o for o in kube.applied if o["kind"] == "StatefulSet" and o["metadata"]["name"] == f"{NAME}-be"
-    )
+    sts = applied_statefulset(kube, "be")
     assert sts["spec"]["replicas"] == 5  # the spec says 3, but nobody confirmed the data moved
     assert {o["metadata"]["name"] for o in kube.applied} >= {f"{NAME}-fe", f"{NAME}-fe-service"}
     assert kube.status is not None and kube.status["phase"] == "Degraded"
@@ -192,3 +195,17 @@ async def test_an_object_whose_takeover_failed_is_not_applied_over() -> None:
     assert findings.degraded["be"][0][0] == "AdoptFailed"
     assert ("Warning", "AdoptFailed") in {(t, r) for t, r, _ in kube.events}
     assert "Adopted" not in {r for _, r, _ in kube.events}
+
+
+async def test_a_malformed_fe_address_is_degraded_and_the_rest_goes_on() -> None:
+    from doris_operator.reconcile.membership import FE_ADDRESS_ANNOTATION
+
+    kube = FakeKube()
+    doc = body(annotations={FE_ADDRESS_ANNOTATION: "fe-host:"})
+    await pipeline.reconcile(doc, [be_statefulset(5)], [fe_pod()], context(kube))
+    sts = applied_statefulset(kube, "be")
+    assert sts["spec"]["replicas"] == 5
+    assert kube.status is not None and kube.status["phase"] == "Degraded"
+    degraded = next(c for c in kube.status["conditions"] if c["type"] == "Degraded")
+    assert degraded["reason"] == "ReconcileError" and "finding the FE" in degraded["message"]
+    assert any(t == "Warning" and r == "ReconcileError" for t, r, _ in kube.events)

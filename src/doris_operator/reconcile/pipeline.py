@@ -170,7 +170,6 @@ async def _converge(
     warn: Callable[[str, Exception], Awaitable[None]],
 ) -> None:
     dc, body = snap.dc, snap.body
-    host, port = fe_endpoint(dc, resolve_config("fe", dc.spec.fe_spec, snap.config_maps))
 
     async def creds() -> Credentials:
         return await credentials(dc, lambda name: ctx.kube.secret_data(name, dc.namespace))
@@ -178,12 +177,22 @@ async def _converge(
     async def record(event_type: str, reason: str, message: str) -> None:
         await ctx.events.record(body, event_type, reason, message, dedupe=False)
 
-    session = FencedSession(host, port, creds, ctx.kube.fence)
+    session: FencedSession | None = None
     try:
-        replicas = await _membership(snap, session, findings, record, warn)
+        host, port = fe_endpoint(dc, resolve_config("fe", dc.spec.fe_spec, snap.config_maps))
+        session = FencedSession(host, port, creds, ctx.kube.fence)
+    except Exception as err:  # a malformed address, say: no scale-in, no rolling update, the rest goes on
+        await warn("finding the FE", err)
+    try:
+        if session is not None:
+            replicas = await _membership(snap, session, findings, record, warn)
+        else:
+            replicas = _never_shrink(snap)
         plan = plan_children(snap, replicas)
         _merge(findings, plan.findings)
         await executor.run(plan.actions)
+        if session is None:
+            return
         try:
             await _rollout(snap, session, findings, record, executor, ctx)
         except (NotLeading, asyncio.CancelledError):
@@ -191,10 +200,22 @@ async def _converge(
         except Exception as err:
             await warn("the rolling update", err)
     finally:
-        try:
-            await session.close()
-        except Exception as err:
-            log.debug("closing the FE session: %s", err)
+        if session is not None:
+            try:
+                await session.close()
+            except Exception as err:
+                log.debug("closing the FE session: %s", err)
+
+
+def _never_shrink(snap: Snapshot) -> dict[str, int]:
+    """Each StatefulSet's replicas when the scale-in step could not run: never fewer than it runs."""
+    out: dict[str, int] = {}
+    for obj in snap.desired:
+        if obj["kind"] == "StatefulSet":
+            live = snap.children.get(("StatefulSet", obj["metadata"]["name"]))
+            current = int((live or {}).get("spec", {}).get("replicas") or 0)
+            out[obj["metadata"]["name"]] = max(int(obj["spec"]["replicas"]), current)
+    return out
 
 
 async def _membership(
@@ -215,13 +236,7 @@ async def _membership(
         raise
     except Exception as err:
         await warn("the scale-in step", err)
-        out: dict[str, int] = {}
-        for obj in snap.desired:
-            if obj["kind"] == "StatefulSet":
-                live = snap.children.get(("StatefulSet", obj["metadata"]["name"]))
-                current = int((live or {}).get("spec", {}).get("replicas") or 0)
-                out[obj["metadata"]["name"]] = max(int(obj["spec"]["replicas"]), current)
-        return out
+        return _never_shrink(snap)
     return {o["metadata"]["name"]: int(o["spec"]["replicas"]) for o in desired if o["kind"] == "StatefulSet"}
 
 
