@@ -37,7 +37,14 @@ KINDS: dict[str, Any] = {
     "PodDisruptionBudget": PodDisruptionBudget,
     "Secret": Secret,
     "Pod": Pod,
+    "ConfigMap": ConfigMap,
 }
+
+
+def register_kind(kind: str, resource: Any) -> None:
+    """Let the executor apply, read and delete another kind (a lightkube resource class), e.g. a Job
+    or a ServiceMonitor made by another custom resource's reconcile."""
+    KINDS.setdefault(kind, resource)
 
 
 def _count(verb: str, kind: str) -> None:
