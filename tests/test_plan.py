@@ -281,3 +281,19 @@ async def test_expiry_is_judged_from_when_the_change_was_observed() -> None:
 def test_renew_deadline_must_be_shorter_than_the_lease() -> None:
     with pytest.raises(ValueError, match="renew deadline"):
         LeaderElector(None, "ns", "l", "me", lease_duration=10, renew_deadline=10)  # type: ignore[arg-type]
+
+
+async def test_a_clean_stop_releases_the_lease_and_a_standby_takes_it_at_once() -> None:
+    leases = FakeLeases(LeaseSpec(holderIdentity="me", leaseDurationSeconds=15))
+    now = [0.0]
+    standby = LeaderElector(leases, "ns", "l", "other", 15, 10, 2, clock=lambda: now[0])  # type: ignore[arg-type]
+    assert not await standby.try_acquire_or_renew()
+    leader = LeaderElector(leases, "ns", "l", "me", 15, 10, 2)  # type: ignore[arg-type]
+
+    async def lead() -> None:
+        return None  # stops at once, as on SIGTERM
+
+    await leader.run(lead)
+    assert not leader.lost and not leader.fence.may_write()
+    assert leases.lease.spec is not None and not leases.lease.spec.holderIdentity
+    assert await standby.try_acquire_or_renew()  # no lease duration to wait

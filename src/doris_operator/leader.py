@@ -195,3 +195,26 @@ class LeaderElector:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+            if not self.lost:
+                await self.release()
+
+    async def release(self) -> None:
+        """A clean stop gives the Lease up (empty holder), so a standby takes over at once instead of
+        after a lease duration; the fence is closed before.  Best effort."""
+        try:
+            lease = await asyncio.wait_for(
+                self.client.get(Lease, self.name, namespace=self.namespace), self.retry_period
+            )
+            spec = lease.spec or LeaseSpec()
+            if spec.holderIdentity != self.identity:
+                return
+            now = _now()
+            spec.holderIdentity = None
+            spec.leaseDurationSeconds = 1
+            spec.acquireTime = now
+            spec.renewTime = now
+            lease.spec = spec
+            await asyncio.wait_for(self.client.replace(lease), self.retry_period)
+            log.info("%s released the lease", self.identity)
+        except Exception as err:  # the standby waits a lease duration instead
+            log.warning("could not release the lease %s/%s: %s", self.namespace, self.name, err)
