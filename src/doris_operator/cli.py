@@ -147,6 +147,11 @@ def _parser() -> argparse.ArgumentParser:
     p_run.add_argument("--lease-namespace", default="", help="default: $POD_NAMESPACE or 'default'")
     p_run.add_argument("--lease-name", default="doris-operator")
     p_run.add_argument("--identity", default="", help="this replica's name in the Lease (default host-pid)")
+    p_run.add_argument("--lease-duration", type=float, default=15.0, help="seconds a standby waits")
+    p_run.add_argument(
+        "--renew-deadline", type=float, default=10.0, help="seconds the leader may fail to renew (< duration)"
+    )
+    p_run.add_argument("--retry-period", type=float, default=2.0, help="seconds between lease attempts")
     p_run.add_argument(
         "--allow-fe-address-annotation",
         action="store_true",
@@ -335,6 +340,9 @@ def main(argv: Iterable[str] | None = None) -> int:
                 lease_namespace=args.lease_namespace,
                 lease_name=args.lease_name,
                 identity=args.identity,
+                lease_duration=args.lease_duration,
+                renew_deadline=args.renew_deadline,
+                retry_period=args.retry_period,
                 webhook=_webhook_options(args, "webhook_") if args.webhook else None,
                 allow_fe_address_annotation=args.allow_fe_address_annotation,
             )

@@ -31,45 +31,47 @@ async def dc_clusters(body: kopf.Body, namespace: str | None, name: str, **_: An
     return {(namespace, name): {k: copy.deepcopy(body[k]) for k in fields if k in body}}
 
 
-def _child_index(body: kopf.Body) -> dict[Any, Any] | None:
+def _child_index(body: kopf.Body) -> dict[Any, Any]:
+    """An object whose owner label went (a hand edit) is indexed under no key: ``{}``, not None, which
+    would leave its old entry in place (kopf keeps the last result of a handler returning None)."""
     key = child_key(body)
-    return {key: trim_child(body)} if key else None
+    return {key: trim_child(body)} if key else {}
 
 
 @kopf.index("apps", "v1", "statefulsets", labels=MANAGED, registry=registry)
-async def dc_statefulsets(body: kopf.Body, **_: Any) -> dict[Any, Any] | None:
+async def dc_statefulsets(body: kopf.Body, **_: Any) -> dict[Any, Any]:
     return _child_index(body)
 
 
 @kopf.index("v1", "services", labels=MANAGED, registry=registry)
-async def dc_services(body: kopf.Body, **_: Any) -> dict[Any, Any] | None:
+async def dc_services(body: kopf.Body, **_: Any) -> dict[Any, Any]:
     return _child_index(body)
 
 
 @kopf.index("policy", "v1", "poddisruptionbudgets", labels=MANAGED, registry=registry)
-async def dc_disruption_budgets(body: kopf.Body, **_: Any) -> dict[Any, Any] | None:
+async def dc_disruption_budgets(body: kopf.Body, **_: Any) -> dict[Any, Any]:
     return _child_index(body)
 
 
 @kopf.index("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED, registry=registry)
-async def dc_hpas(body: kopf.Body, **_: Any) -> dict[Any, Any] | None:
+async def dc_hpas(body: kopf.Body, **_: Any) -> dict[Any, Any]:
     return _child_index(body)
 
 
 @kopf.index(dc.GROUP, dc.VERSION, dca.PLURAL, registry=registry)
-async def dc_cluster_autoscalers(body: kopf.Body, namespace: str | None, **_: Any) -> dict[Any, Any] | None:
+async def dc_cluster_autoscalers(body: kopf.Body, namespace: str | None, **_: Any) -> dict[Any, Any]:
     """DorisClusterAutoscalers by their DorisCluster's key."""
     cluster = (body.get("spec") or {}).get("cluster")
     if not cluster:
-        return None
+        return {}
     fields = ("apiVersion", "kind", "metadata", "spec", "status")
     return {(namespace, cluster): {k: copy.deepcopy(body[k]) for k in fields if k in body}}
 
 
 @kopf.index("v1", "pods", labels={names.LABEL_CLUSTER: kopf.PRESENT}, registry=registry)
-async def dc_pods(body: kopf.Body, **_: Any) -> dict[Any, Any] | None:
+async def dc_pods(body: kopf.Body, **_: Any) -> dict[Any, Any]:
     key = pod_key(body)
-    return {key: trim_pod(body)} if key else None
+    return {key: trim_pod(body)} if key else {}
 
 
 @kopf.on.event(dc.GROUP, dc.VERSION, dc.PLURAL, registry=registry)

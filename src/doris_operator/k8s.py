@@ -1,10 +1,17 @@
 """The operator's own Kubernetes API calls (lightkube, async): server-side apply with one field
-manager, deletes, status patches, Events.  Every call is counted in :data:`metrics.API_REQUESTS`."""
+manager, deletes with a uid precondition, live reads, taking over field ownership, status patches,
+Events.  Every call is counted in :data:`metrics.API_REQUESTS`.
+
+Writes go through a :class:`Fence`: once leader election says this replica may no longer be the leader
+(its renew deadline passed), every write raises :class:`NotLeading` before it is sent."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
+import time
+from collections.abc import Iterable
 from typing import Any
 
 from lightkube import ApiError, AsyncClient
@@ -20,7 +27,7 @@ from lightkube.types import PatchType
 from .api import doriscluster as dc
 from .api import dorisclusterautoscaler as dca
 from .api import dorisinitializer as di
-from .metrics import API_REQUESTS
+from .metrics import API_REQUESTS, FENCED_WRITES
 
 FIELD_MANAGER = "doris-operator"
 log = logging.getLogger(__name__)
@@ -37,23 +44,150 @@ KINDS: dict[str, Any] = {
     "HorizontalPodAutoscaler": HorizontalPodAutoscaler,
     "Secret": Secret,
     "Pod": Pod,
+    "ConfigMap": ConfigMap,
 }
+
+
+def register_kind(kind: str, resource: Any) -> None:
+    """Let the executor apply, read and delete another kind (a lightkube resource class), e.g. a Job
+    or a ServiceMonitor made by another custom resource's reconcile."""
+    KINDS.setdefault(kind, resource)
 
 
 def _count(verb: str, kind: str) -> None:
     API_REQUESTS.labels(verb=verb, kind=kind).inc()
 
 
+class NotLeading(Exception):
+    """A write was refused: this replica's leadership can't be vouched for any more."""
+
+
+class Fence:
+    """Whether this process may write.  Without leader election it always may; with it, only until the
+    deadline leader election last granted (monotonic clock), which it moves forward on each renewal."""
+
+    def __init__(self, elected: bool = False) -> None:
+        self._until: float | None = None if not elected else 0.0
+
+    def grant(self, until: float) -> None:
+        self._until = until
+
+    def revoke(self) -> None:
+        self._until = 0.0
+
+    def may_write(self) -> bool:
+        return self._until is None or time.monotonic() < self._until
+
+    def check(self, verb: str, kind: str) -> None:
+        if not self.may_write():
+            FENCED_WRITES.labels(verb=verb, kind=kind).inc()
+            raise NotLeading(f"not the leader: {verb} {kind} refused")
+
+
+def owner_uids(obj: dict[str, Any], controller: bool = False) -> set[str]:
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return {str(r.get("uid")) for r in refs if r.get("uid") and (r.get("controller") or not controller)}
+
+
+def merge_fields(into: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
+    """The union of two managedFields field sets (FieldsV1: nested maps of ``f:``/``k:``/``v:`` keys)."""
+    out = dict(into)
+    for key, value in other.items():
+        if key in out and isinstance(out[key], dict) and isinstance(value, dict):
+            out[key] = merge_fields(out[key], value)
+        elif key not in out:
+            out[key] = value
+    return out
+
+
+def _split(fields: dict[str, Any], path: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """``fields`` without the subtree at ``path`` (FieldsV1 keys, e.g. ("f:spec", "f:template")), and it."""
+    if not path:
+        return {}, fields
+    head, rest = path[0], path[1:]
+    if head not in fields or not isinstance(fields[head], dict):
+        return fields, None
+    remaining, taken = _split(fields[head], rest)
+    out = dict(fields)
+    if remaining and set(remaining) != {"."}:
+        out[head] = remaining
+    else:
+        del out[head]
+    return out, taken
+
+
+def take_ownership(
+    managed: list[dict[str, Any]], manager: str, keep: Iterable[tuple[str, ...]] = ()
+) -> list[dict[str, Any]]:
+    """managedFields after moving every other manager's fields (status and other subresources aside) to
+    ``manager``'s Apply entry, except the subtrees in ``keep``: from then on, a field the operator stops
+    applying is removed instead of lingering under a former owner (the official operator, kubectl)."""
+    keep = list(keep)
+    ours: dict[str, Any] = {}
+    api_version = ""
+    out: list[dict[str, Any]] = []
+    for entry in managed:
+        if entry.get("subresource"):
+            out.append(entry)
+            continue
+        fields = entry.get("fieldsV1") or {}
+        if entry.get("manager") == manager and entry.get("operation") == "Apply":
+            ours = merge_fields(ours, fields)
+            api_version = entry.get("apiVersion") or api_version
+            continue
+        left: dict[str, Any] = {}
+        for path in keep:
+            fields, kept = _split(fields, path)
+            if kept is not None:
+                node = left
+                for key in path[:-1]:
+                    node = node.setdefault(key, {})
+                node[path[-1]] = kept
+        ours = merge_fields(ours, fields)
+        api_version = api_version or entry.get("apiVersion") or ""
+        if left:
+            out.append({**entry, "fieldsV1": left})
+    if ours:
+        out.insert(
+            0,
+            {
+                "manager": manager,
+                "operation": "Apply",
+                "apiVersion": api_version,
+                "time": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "fieldsType": "FieldsV1",
+                "fieldsV1": ours,
+            },
+        )
+    return out
+
+
 class Kube:
     """A thin, counted wrapper around lightkube's AsyncClient."""
 
-    def __init__(self, client: AsyncClient) -> None:
+    def __init__(self, client: AsyncClient, fence: Fence | None = None) -> None:
         self.client = client
+        self.fence = fence or Fence()
+
+    def _write(self, verb: str, kind: str) -> None:
+        self.fence.check(verb, kind)
+        _count(verb, kind)
+
+    async def get(self, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
+        """The live object, or None when it doesn't exist (a read past the label-selected caches)."""
+        _count("get", kind)
+        try:
+            obj = await self.client.get(KINDS[kind], name, namespace=namespace)
+        except ApiError as err:
+            if err.status.code == 404:
+                return None
+            raise
+        return obj.to_dict()  # type: ignore[no-any-return]
 
     async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply; returns the object as stored."""
         kind = obj["kind"]
-        _count("apply", kind)
+        self._write("apply", kind)
         result = await self.client.patch(
             KINDS[kind],
             obj["metadata"]["name"],
@@ -65,13 +199,52 @@ class Kube:
         )
         return result.to_dict()  # type: ignore[no-any-return]
 
-    async def delete(self, kind: str, name: str, namespace: str) -> None:
-        _count("delete", kind)
+    async def delete(self, kind: str, name: str, namespace: str, uid: str | None = None) -> bool:
+        """Delete ``name``, only if it is still the object with ``uid`` (when given): a replacement made
+        since it was observed is never deleted.  False when it was gone or replaced already."""
+        self._write("delete", kind)
+        generic = self.client._client
+        request = generic.prepare_request("delete", res=KINDS[kind], name=name, namespace=namespace)
+        if uid:
+            request.data = {"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"uid": uid}}
         try:
-            await self.client.delete(KINDS[kind], name, namespace=namespace)
+            response = await generic.send(generic.build_adapter_request(request))  # type: ignore[no-untyped-call]
+            generic.handle_response("delete", response, request)
         except ApiError as err:
-            if err.status.code != 404:
-                raise
+            if err.status.code in (404, 409):  # 409: the uid precondition failed (a new object)
+                return False
+            raise
+        return True
+
+    async def take_ownership(
+        self, kind: str, name: str, namespace: str, uid: str, keep: Iterable[tuple[str, ...]] = ()
+    ) -> bool:
+        """Move the fields other managers own on the live object to the operator's apply (see
+        :func:`take_ownership`); a JSON patch guarded by the object's uid and resourceVersion."""
+        live = await self.get(kind, name, namespace)
+        if live is None or live["metadata"].get("uid") != uid:
+            return False
+        managed = live["metadata"].get("managedFields") or []
+        wanted = take_ownership(managed, FIELD_MANAGER, keep)
+        if json.dumps(wanted, sort_keys=True) == json.dumps(managed, sort_keys=True):
+            return True
+        self._write("patch", kind)
+        await self.client.patch(
+            KINDS[kind],
+            name,
+            [
+                {"op": "test", "path": "/metadata/uid", "value": uid},
+                {
+                    "op": "test",
+                    "path": "/metadata/resourceVersion",
+                    "value": live["metadata"]["resourceVersion"],
+                },
+                {"op": "replace", "path": "/metadata/managedFields", "value": wanted},
+            ],
+            namespace=namespace,
+            patch_type=PatchType.JSON,
+        )
+        return True
 
     async def config_map(self, name: str, namespace: str) -> dict[str, str] | None:
         _count("get", "ConfigMap")
@@ -111,10 +284,12 @@ class Kube:
         return True
 
     async def patch_status(
-        self, name: str, namespace: str, status: dict[str, Any], resource: Any = DorisClusterResource
+        self, name: str, namespace: str, status: dict[str, Any], resource: Any = None
     ) -> None:
-        """Set the whole status (a JSON patch: nested fields no longer present go too)."""
-        _count("patch", f"{resource.__name__}/status")
+        """Set the whole status (a JSON patch: nested fields no longer present go too) of a
+        DorisCluster, or of another custom resource given its lightkube ``resource`` class."""
+        resource = resource or DorisClusterResource
+        self._write("patch", f"{resource.__name__}/status")
         await self.client.patch(
             resource.Status,
             name,
@@ -124,7 +299,7 @@ class Kube:
         )
 
     async def patch_autoscaler_status(self, name: str, namespace: str, status: dict[str, Any]) -> None:
-        _count("patch", "DorisClusterAutoscaler/status")
+        self._write("patch", "DorisClusterAutoscaler/status")
         await self.client.patch(
             DorisClusterAutoscalerResource.Status,
             name,
@@ -138,7 +313,7 @@ class Kube:
     ) -> None:
         """Server-side apply of only ``spec.<comp>Spec.replicas`` under ``field_manager`` (the
         autoscaler's own, so it owns just those fields)."""
-        _count("apply", "DorisCluster")
+        self._write("apply", "DorisCluster")
         body = {
             "apiVersion": dc.API_VERSION,
             "kind": dc.KIND,
@@ -189,8 +364,8 @@ class Kube:
         }
 
     async def event(self, involved: dict[str, Any], event_type: str, reason: str, message: str) -> None:
-        """A core/v1 Event on the DorisCluster, or on the resource ``involved`` names by apiVersion and
-        kind (best effort: a failure is logged, never raised)."""
+        """A core/v1 Event on the DorisCluster, or on ``involved``'s kind when it names one (best
+        effort: a failure is logged, never raised)."""
         now = dt.datetime.now(dt.UTC)
         meta = involved["metadata"]
         body = Event(
@@ -211,7 +386,7 @@ class Kube:
             count=1,
             reportingComponent=FIELD_MANAGER,
         )
-        _count("create", "Event")
+        self._write("create", "Event")
         try:
             await self.client.create(body)
         except ApiError as err:

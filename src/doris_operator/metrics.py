@@ -27,3 +27,9 @@ QUEUE_DEPTH = Gauge("doris_operator_queue_depth", "Clusters waiting to be reconc
 LEADER = Gauge("doris_operator_leader", "1 while this replica is the leader", registry=REGISTRY)
 
 READ_VERBS = frozenset({"get", "list"})
+FENCED_WRITES = Counter(
+    "doris_operator_fenced_writes",
+    "Writes refused because this replica's leadership had lapsed (renew deadline passed), by verb and kind",
+    ["verb", "kind"],
+    registry=REGISTRY,
+)

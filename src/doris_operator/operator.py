@@ -17,7 +17,7 @@ from lightkube.config.kubeconfig import KubeConfig
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import handlers
-from .k8s import FIELD_MANAGER, Kube
+from .k8s import FIELD_MANAGER, Fence, Kube
 from .leader import LeaderElector
 from .metrics import REGISTRY
 from .reconcile.autoscaler import AutoscalerLoop, fe_backends
@@ -44,6 +44,10 @@ class Options:
     identity: str = ""
     autoscaler_interval: float = 15.0
     """How often each DorisClusterAutoscaler is evaluated (the HPA controller's default sync period)."""
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    """The leader stops writing when it could not renew for this long (< lease_duration)."""
+    retry_period: float = 2.0
     webhook: WebhookOptions | None = None
     """Serve the admission webhook in this process (every replica, leader or not)."""
     allow_fe_address_annotation: bool = False
@@ -137,7 +141,8 @@ async def main(opts: Options) -> int:
     the pod restarts and comes back as a standby)."""
     config = KubeConfig.from_env()
     client = AsyncClient(config, field_manager=FIELD_MANAGER)
-    kube = Kube(client)
+    fence = Fence(elected=opts.leader_elect)  # closed until the Lease is held
+    kube = Kube(client, fence)
     state: dict[str, bool] = {}
     runner = await _serve(opts, state)
     webhook: asyncio.Task[None] | None = None
@@ -155,7 +160,16 @@ async def main(opts: Options) -> int:
             identity = opts.identity or f"{socket.gethostname()}-{os.getpid()}"
             namespace = opts.lease_namespace or os.environ.get("POD_NAMESPACE") or "default"
             state["standby"] = True
-            elector = LeaderElector(client, namespace, opts.lease_name, identity)
+            elector = LeaderElector(
+                client,
+                namespace,
+                opts.lease_name,
+                identity,
+                lease_duration=opts.lease_duration,
+                renew_deadline=opts.renew_deadline,
+                retry_period=opts.retry_period,
+                fence=fence,
+            )
 
             async def lead() -> None:
                 state["standby"] = False

@@ -80,7 +80,7 @@ FALLBACK: dict[str, str] = {
     "BrokerSpec.kick_off_affinity_be": "Prefer nodes that run a BE of this cluster.",
     "PvcRetentionPolicy.when_deleted": "Delete: the claims go with the DorisCluster. Retain (default): they "
     "stay.",
-    "DorisClusterStatus.phase": "Ready, Progressing, Degraded or Paused.",
+    "DorisClusterStatus.phase": "Ready, Progressing, Degraded, Paused or Deleting.",
     "ComponentStatus.access_service": "The component's access Service.",
     "ComponentStatus.ready_replicas": "Ready pods.",
     "ComponentCondition.phase": "initializing, reconciling, available or haveMemberFailed (as the official "

@@ -9,10 +9,11 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from ..k8s import Kube
+from ..k8s import Kube, NotLeading
 from ..metrics import CLUSTERS, QUEUE_DEPTH, RECONCILE_ERRORS, RECONCILE_SECONDS, RECONCILES
+from .act import AppliedMemory, EventRecorder
 from .observed import ClusterKey
-from .pipeline import AppliedMemory, Context, EventRecorder, reconcile
+from .pipeline import Context, reconcile
 from .queue import WorkQueue
 
 log = logging.getLogger(__name__)
@@ -89,14 +90,20 @@ class Controller:
         started = time.monotonic()
         try:
             result = await reconcile(bodies[0], children, pods, self.ctx)
+        except NotLeading as err:  # leadership lapsed: leader election stops this process
+            log.warning("reconcile of %s/%s stopped: %s", *key, err)
+            RECONCILES.labels(result="error").inc()
+            RECONCILE_ERRORS.labels(reason="NotLeading").inc()
+            return
         except Exception as err:  # one cluster's failure must not stop the others
             failures = self._failures.get(key, 0)
             self._failures[key] = failures + 1
             delay = ERROR_BACKOFF[min(failures, len(ERROR_BACKOFF) - 1)]
-            log.warning("reconcile of %s/%s failed (retry in %ss): %s", *key, delay, err)
+            log.warning("reconcile of %s/%s failed (retry in %ss): %s", *key, delay, err, exc_info=err)
             RECONCILES.labels(result="error").inc()
             RECONCILE_ERRORS.labels(reason=type(err).__name__).inc()
             self.queue.add_after(key, delay)
+            await self._report(bodies[0], err)
             return
         finally:
             RECONCILE_SECONDS.observe(time.monotonic() - started)
@@ -107,6 +114,16 @@ class Controller:
             self._export_phases()
         if result.requeue_after is not None:
             self.queue.add_after(key, result.requeue_after)
+
+    async def _report(self, body: Any, err: Exception) -> None:
+        """A reconcile that failed as a whole (the status could not be written, say): a Warning Event,
+        so it is not only a log line."""
+        try:
+            await self.ctx.events.record(
+                body, "Warning", "ReconcileError", f"reconcile failed: {type(err).__name__}: {err}"
+            )
+        except Exception as event_err:
+            log.warning("could not record the ReconcileError event: %s", event_err)
 
     def _export_phases(self) -> None:
         counts: dict[str, int] = {}

@@ -10,27 +10,44 @@ from ..builders import names
 Obj = dict[str, Any]
 ClusterKey = tuple[str, str]
 APPLIED_HASH = "doris.apache.org/applied-hash"
+ADOPTED_TEMPLATE = "doris.apache.org/adopted-template"
+"""On a StatefulSet taken over from another operator: the digest of the pod template this operator
+wanted when it took it over.  While that is still what it wants, the pods keep the template they run
+(no restart); a change of the spec that changes the template rolls them onto the operator's own."""
+_SKIPPED_ANNOTATIONS = frozenset({"kubectl.kubernetes.io/last-applied-configuration"})
 
 
-def _meta(body: Any) -> Obj:
+def _meta(body: Any, child: bool = False) -> Obj:
     meta = body["metadata"]
+    annotations = meta.get("annotations") or {}
     out: Obj = {
         "name": meta["name"],
         "namespace": meta.get("namespace"),
         "uid": meta.get("uid"),
         "labels": dict(meta.get("labels") or {}),
-        "annotations": {k: v for k, v in (meta.get("annotations") or {}).items() if k == APPLIED_HASH},
+        # children: every annotation, so a hand-edited one shows as drift; pods: only the applied hash
+        "annotations": {
+            k: v
+            for k, v in annotations.items()
+            if (child and k not in _SKIPPED_ANNOTATIONS) or k == APPLIED_HASH
+        },
         "generation": meta.get("generation"),
         "resourceVersion": meta.get("resourceVersion"),
     }
+    if child:
+        out["ownerReferences"] = [
+            {k: r.get(k) for k in ("apiVersion", "kind", "name", "uid", "controller")}
+            for r in meta.get("ownerReferences") or []
+        ]
     if meta.get("deletionTimestamp"):
         out["deletionTimestamp"] = meta["deletionTimestamp"]
     return out
 
 
 def trim_child(body: Any) -> Obj:
-    """StatefulSets, Services, PodDisruptionBudgets and Secrets the operator made."""
-    out: Obj = {"kind": body["kind"], "apiVersion": body["apiVersion"], "metadata": _meta(body)}
+    """StatefulSets, Services, PodDisruptionBudgets and Secrets: from the caches (the ones the operator
+    made), or read live when the caches miss one."""
+    out: Obj = {"kind": body["kind"], "apiVersion": body["apiVersion"], "metadata": _meta(body, True)}
     spec = body.get("spec") or {}
     if body["kind"] == "StatefulSet":
         out["spec"] = {

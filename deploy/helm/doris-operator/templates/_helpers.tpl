@@ -82,7 +82,7 @@ The operator's rules on the namespaced objects it reconciles. Every verb is used
   verbs: ["patch"]
 - apiGroups: ["apps"]
   resources: ["statefulsets"]
-  verbs: ["list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # the CN HorizontalPodAutoscaler of cnSpec.autoScalingPolicy ({cluster}-cn-autoscaler)
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
@@ -93,10 +93,10 @@ The operator's rules on the namespaced objects it reconciles. Every verb is used
   verbs: ["list"]
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
-  verbs: ["list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # Secrets: never listed or watched. get: the Secrets a DorisCluster names (authSecret, secrets[],
 # imagePullSecrets) and the generated {cluster}-admin-user one, each read by name.
 - apiGroups: [""]

@@ -1,0 +1,93 @@
+"""The operator's API calls against the real apiserver: a delete with a uid precondition never deletes a
+replacement; taking over field ownership makes what the operator stops applying go away; a closed
+fence sends nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+import yaml
+from lightkube import AsyncClient
+from lightkube.config.kubeconfig import KubeConfig
+
+from doris_operator.k8s import FIELD_MANAGER, Fence, Kube, NotLeading
+from harness import Kubectl
+
+pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("clean_namespaces")]
+
+
+def _service(ns: str, name: str, labels: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": ns, "labels": labels},
+        "spec": {"ports": [{"name": "p", "port": 80, "targetPort": 80}]},
+    }
+
+
+def _run(kube_cluster: Any, fn: Any, fence: Fence | None = None) -> Any:
+    async def main() -> Any:
+        client = AsyncClient(KubeConfig.from_file(kube_cluster.kubeconfig), field_manager=FIELD_MANAGER)
+        try:
+            return await fn(Kube(client, fence))
+        finally:
+            await client.close()
+
+    return asyncio.run(main())
+
+
+def test_delete_with_a_uid_precondition_spares_a_replacement(kube_cluster: Any, kubectl: Kubectl) -> None:
+    ns = kubectl.new_namespace()
+    kubectl.apply(_service(ns, "svc", {}), ns)
+    old = kubectl.json("svc", "svc", "-n", ns)["metadata"]["uid"]
+    kubectl("delete", "svc", "svc", "-n", ns)
+    kubectl.apply(_service(ns, "svc", {}), ns)
+    new = kubectl.json("svc", "svc", "-n", ns)["metadata"]["uid"]
+    assert not _run(kube_cluster, lambda kube: kube.delete("Service", "svc", ns, old))
+    assert kubectl.json("svc", "svc", "-n", ns)["metadata"]["uid"] == new
+    assert _run(kube_cluster, lambda kube: kube.delete("Service", "svc", ns, new))
+    assert kubectl("get", "svc", "svc", "-n", ns, "--ignore-not-found").strip() == ""
+
+
+def test_taking_over_ownership_lets_the_operator_remove_what_it_stops_setting(
+    kube_cluster: Any, kubectl: Kubectl
+) -> None:
+    ns = kubectl.new_namespace()
+    made = _service(ns, "svc", {"official-only": "x", "shared": "s"})
+    kubectl("create", "--field-manager=dorisoperator", "-f", "-", input=yaml.safe_dump(made))
+    uid = kubectl.json("svc", "svc", "-n", ns)["metadata"]["uid"]
+    ours = _service(ns, "svc", {"shared": "s", "ours": "z"})
+
+    async def without_takeover(kube: Kube) -> None:
+        await kube.apply(ours)
+
+    _run(kube_cluster, without_takeover)
+    labels = kubectl.json("svc", "svc", "-n", ns)["metadata"]["labels"]
+    assert labels == {"official-only": "x", "shared": "s", "ours": "z"}  # it lingers with its manager
+
+    async def takeover(kube: Kube) -> None:
+        assert await kube.take_ownership("Service", "svc", ns, uid)
+        await kube.apply(ours)
+
+    _run(kube_cluster, takeover)
+    live = kubectl.json("svc", "svc", "-n", ns, "--show-managed-fields")
+    assert live["metadata"]["labels"] == {"shared": "s", "ours": "z"}
+    assert {m["manager"] for m in live["metadata"]["managedFields"]} == {FIELD_MANAGER}
+    # a stale uid takes nothing over
+    assert not _run(kube_cluster, lambda kube: kube.take_ownership("Service", "svc", ns, "another-uid"))
+
+
+def test_a_closed_fence_sends_nothing(kube_cluster: Any, kubectl: Kubectl) -> None:
+    ns = kubectl.new_namespace()
+    fence = Fence(elected=True)
+    fence.grant(time.monotonic() - 1)  # the renew deadline passed
+
+    async def write(kube: Kube) -> None:
+        await kube.apply(_service(ns, "svc", {}))
+
+    with pytest.raises(NotLeading):
+        _run(kube_cluster, write, fence)
+    assert kubectl("get", "svc", "svc", "-n", ns, "--ignore-not-found").strip() == ""
