@@ -202,7 +202,9 @@ async def test_a_malformed_fe_address_is_degraded_and_the_rest_goes_on() -> None
 
     kube = FakeKube()
     doc = body(annotations={FE_ADDRESS_ANNOTATION: "fe-host:"})
-    await pipeline.reconcile(doc, [be_statefulset(5)], [fe_pod()], context(kube))
+    ctx = context(kube)
+    ctx.allow_fe_address_annotation = True  # honoured only with --allow-fe-address-annotation
+    await pipeline.reconcile(doc, [be_statefulset(5)], [fe_pod()], ctx)
     sts = applied_statefulset(kube, "be")
     assert sts["spec"]["replicas"] == 5
     assert kube.status is not None and kube.status["phase"] == "Degraded"

@@ -19,6 +19,7 @@ from doris_operator.api.lenient import parse_stored_cluster, unknown_fields
 from doris_operator.api.validation import InvalidResource, parse_cluster
 from doris_operator.builders.config import resolve as resolve_config
 from doris_operator.doris.client import CLEAR_TEXT_REFUSED, Credentials, DorisClient, DorisError, Timeouts
+from doris_operator.k8s import Fence
 from doris_operator.reconcile.membership import FE_ADDRESS_ANNOTATION, fe_endpoint
 from doris_operator.reconcile.pipeline import AppliedMemory, Context, EventRecorder, reconcile
 from doris_operator.webhook import admission
@@ -185,6 +186,7 @@ class FakeKube:
         self.events: list[tuple[str, str, str]] = []
         self.status: dict[str, Any] | None = None
         self.gets: list[tuple[str, str]] = []
+        self.fence = Fence()
 
     async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         self.applied.append(obj)
@@ -192,7 +194,7 @@ class FakeKube:
         stored["metadata"].update(uid=f"uid-{obj['metadata']['name']}", generation=1, resourceVersion="1")
         return stored
 
-    async def delete(self, kind: str, name: str, namespace: str) -> None:
+    async def delete(self, kind: str, name: str, namespace: str, uid: str | None = None) -> bool:
         raise AssertionError(f"nothing to delete, yet {kind} {name}")
 
     async def config_map(self, name: str, namespace: str) -> dict[str, str] | None:
@@ -208,7 +210,12 @@ class FakeKube:
         self.gets.append((kind, name))
         return None
 
-    async def patch_status(self, name: str, namespace: str, status: dict[str, Any]) -> None:
+    async def get(self, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
+        return await self.get_object(kind, name, namespace)
+
+    async def patch_status(
+        self, name: str, namespace: str, status: dict[str, Any], resource: Any = None
+    ) -> None:
         self.status = status
 
     async def event(self, involved: dict[str, Any], event_type: str, reason: str, message: str) -> None:
