@@ -10,6 +10,8 @@ from ..builders import names
 Obj = dict[str, Any]
 ClusterKey = tuple[str, str]
 APPLIED_HASH = "doris.apache.org/applied-hash"
+KEPT_PREFIX = "doris.apache.org/"
+"""Annotations kept in the cache: the applied hash and the operator's recorded intent (reconcile.intent)."""
 
 
 def _meta(body: Any) -> Obj:
@@ -19,7 +21,9 @@ def _meta(body: Any) -> Obj:
         "namespace": meta.get("namespace"),
         "uid": meta.get("uid"),
         "labels": dict(meta.get("labels") or {}),
-        "annotations": {k: v for k, v in (meta.get("annotations") or {}).items() if k == APPLIED_HASH},
+        "annotations": {
+            k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith(KEPT_PREFIX)
+        },
         "generation": meta.get("generation"),
         "resourceVersion": meta.get("resourceVersion"),
     }

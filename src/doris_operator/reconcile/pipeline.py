@@ -22,6 +22,7 @@ from ..builders.config import config_map_names
 from ..builders.config import resolve as resolve_config
 from ..doris.client import Credentials
 from ..k8s import Kube
+from .intent import annotator
 from .membership import FeSession, credentials, fe_endpoint, reconcile_membership
 from .observed import APPLIED_HASH, Obj
 from .rollout import RolloutMemory, reconcile_rollout
@@ -157,7 +158,6 @@ async def reconcile(body: Obj, children: Iterable[Obj], pods: Iterable[Obj], ctx
     findings = Findings()
     config_maps, blocked = await _references(dc, ctx, findings)
     desired = build(dc, config_maps)
-    host, port = fe_endpoint(dc, resolve_config("fe", dc.spec.fe_spec, config_maps))
 
     async def creds() -> Credentials:
         return await credentials(dc, lambda name: ctx.kube.secret_data(name, dc.namespace))
@@ -165,7 +165,12 @@ async def reconcile(body: Obj, children: Iterable[Obj], pods: Iterable[Obj], ctx
     async def record(event_type: str, reason: str, message: str) -> None:
         await ctx.events.record(body, event_type, reason, message, dedupe=False)
 
-    session = FeSession(host, port, creds)
+    try:
+        host, port = fe_endpoint(dc, resolve_config("fe", dc.spec.fe_spec, config_maps))
+        session = FeSession(host, port, creds)
+    except ValueError as err:
+        findings.degrade("", "InvalidFEAddress", str(err))
+        session = FeSession.unusable(str(err))
     try:
         await _converge(
             dc, body, desired, blocked, observed, pod_list, old_status, session, findings, record, ctx, result
@@ -195,7 +200,15 @@ async def _converge(
     result: Result,
 ) -> None:
     """Membership (safe scale-in), apply, prune, then at most one pod of a rolling update."""
-    await reconcile_membership(dc, desired, observed, pod_list, old_status, session, findings, record)
+    patch_annotations = annotator(ctx.kube, dc.namespace)
+
+    async def annotate(kind: str, name: str, values: dict[str, str | None]) -> None:
+        await patch_annotations(kind, name, values)
+        result.writes += 1
+
+    await reconcile_membership(
+        dc, desired, observed, pod_list, old_status, session, findings, record, annotate
+    )
     fe_ready = _fe_answers(dc, pod_list)
 
     # apply, component by component in start-up order
@@ -215,7 +228,7 @@ async def _converge(
         result.writes += 1
 
     memory = ctx.rollouts.setdefault((dc.namespace, dc.name), RolloutMemory())
-    await reconcile_rollout(dc, observed, pod_list, memory, session, findings, record, delete_pod)
+    await reconcile_rollout(dc, observed, pod_list, memory, session, findings, record, delete_pod, annotate)
     for problems in findings.degraded.values():
         for reason, message in problems:
             await ctx.events.record(body, "Warning", reason, message)
