@@ -22,8 +22,8 @@ from doris_operator.api.doriscluster import Component
 from doris_operator.api.validation import parse_cluster
 from doris_operator.builders import build, names
 from doris_operator.doris.client import Backend, Credentials, DorisClient, Frontend, NotMasterError
-from doris_sim.fe import SimCluster, SimFeServer
-from doris_sim.images import BROKER_NAME, ImageDriver, _Pod
+from doris_sim.fe import UNREACHABLE, SimCluster, SimFeServer
+from doris_sim.images import BROKER_NAME, LABEL_CLUSTER, ImageDriver, _Pod, parse_conf
 from harness import Kubectl, eventually, free_port, sample
 
 NAME = "doriscluster-sample"
@@ -141,7 +141,7 @@ def test_restarted_backend_is_dead_until_ready_then_reenabled_without_a_second_a
     deploy: Callable[[dict[str, Any]], None],
     start_driver: Callable[..., ImageDriver],
 ) -> None:
-    driver = start_driver()
+    driver = start_driver(ephemeral_storage=False)  # as on PersistentVolumes: the data survives
     deploy(manifest(ns, beSpec=delayed(4)))
     driver.wait_registered(3, 3, timeout=60)
     host = fqdn("be", 1, ns)
@@ -184,23 +184,31 @@ def test_scaling_backends_registers_new_ones_and_scale_down_keeps_undropped_ones
     deploy: Callable[[dict[str, Any]], None],
     start_driver: Callable[..., ImageDriver],
 ) -> None:
-    driver = start_driver(decommission_rate=1000)
+    driver = start_driver(decommission_rate=1000, balance_rate=50)
     deploy(manifest(ns))
     driver.wait_registered(3, 3, timeout=60)
     kubectl("scale", "statefulset", f"{NAME}-be", "-n", ns, "--replicas=5")
     driver.wait_registered(3, 5, timeout=60)
     kept, drained = fqdn("be", 3, ns), fqdn("be", 4, ns)
     with connect(driver) as client:
-        added = by_host(client.show_backends())
-        assert {(be.alive, be.tablet_num) for be in added.values()} == {(True, 100)}
+
+        def balanced() -> dict[str, Backend]:
+            backends = by_host(client.show_backends())
+            assert all(be.alive and be.tablet_num >= 54 for be in backends.values())
+            return backends
+
+        # New BEs start empty; the balancer moves replicas onto them (300 over 5: about 60 each).
+        added = eventually(balanced, 30, 0.2, what="the new BEs filled by the balancer")
+        assert sum(be.tablet_num for be in added.values()) == 300
         client.decommission_backends([(drained, 9050)])  # what the operator does before a scale-down
         eventually(lambda: drained not in by_host(client.show_backends()), 20, 0.2, what="be-4 drained")
+        assert driver.cluster.lowest_healthy_replicas_seen() == 3, "decommission copies before it deletes"
         kubectl("scale", "statefulset", f"{NAME}-be", "-n", ns, "--replicas=3")
         driver.wait_registered(3, 3, timeout=60)
         backends = by_host(client.show_backends())
     assert set(backends) == {fqdn("be", i, ns) for i in range(4)}, "Doris keeps a node until it is dropped"
     assert not backends[kept].alive and backends[kept].backend_id == added[kept].backend_id
-    assert sum(be.tablet_num for be in backends.values()) == 500, "be-4's tablets moved, none re-added"
+    assert sum(be.tablet_num for be in backends.values()) == 300, "be-4's replicas moved, none lost"
 
 
 @pytest.mark.cluster
@@ -321,6 +329,113 @@ def test_cli_prints_its_address_and_stops_on_sigterm(
             proc.wait()
 
 
+@pytest.mark.cluster
+@pytest.mark.timeout(180)
+def test_nodes_register_with_the_cluster_domain_or_their_pod_ip(
+    ns: str,
+    kubectl: Kubectl,
+    deploy: Callable[[dict[str, Any]], None],
+    start_driver: Callable[..., ImageDriver],
+) -> None:
+    corp = start_driver(cluster_domain="corp.local")
+    deploy(manifest(ns))
+    corp.wait_registered(3, 3, timeout=60)
+    with connect(corp) as client:
+        hosts = {be.host for be in client.show_backends()} | {fe.host for fe in client.show_frontends()}
+    # Written out here, not taken from the operator's builders: the domain is the cluster's.
+    assert hosts == {
+        f"{NAME}-{comp}-{i}.{NAME}-{comp}-internal.{ns}.svc.corp.local"
+        for comp in ("fe", "be")
+        for i in range(3)
+    }
+    corp.stop()
+
+    by_ip = start_driver(fqdn_mode=False)
+    by_ip.wait_registered(3, 3, timeout=60)
+    pod_ips = {
+        p["metadata"]["name"]: p["status"]["podIP"]
+        for p in kubectl.items("pods", ns, f"{LABEL_CLUSTER}={NAME}")
+    }
+    with connect(by_ip) as client:
+        backends = {be.host: be for be in client.show_backends()}
+        frontends = {fe.host for fe in client.show_frontends()}
+    assert set(backends) == {pod_ips[f"{NAME}-be-{i}"] for i in range(3)}
+    assert frontends == {pod_ips[f"{NAME}-fe-{i}"] for i in range(3)}
+    assert by_ip.registered_address(f"{NAME}-be-0") == (pod_ips[f"{NAME}-be-0"], 9050)
+
+
+@pytest.mark.cluster
+@pytest.mark.timeout(180)
+def test_emptydir_backend_in_a_new_pod_comes_back_empty_and_is_re_replicated(
+    ns: str,
+    kubectl: Kubectl,
+    deploy: Callable[[dict[str, Any]], None],
+    start_driver: Callable[..., ImageDriver],
+) -> None:
+    driver = start_driver(tablets_per_be=60, clone_rate=20)  # the sample has no persistentVolumes
+    deploy(manifest(ns, beSpec=delayed(2)))
+    driver.wait_registered(3, 3, timeout=60)
+    host = fqdn("be", 2, ns)
+    assert driver.cluster.lowest_healthy_replicas_seen() == 3
+    kubectl("delete", "pod", f"{NAME}-be-2", "-n", ns, "--wait=false")
+    with connect(driver) as client:
+
+        def back_empty_or_refilling() -> Backend:
+            be: Backend = by_host(client.show_backends())[host]
+            assert be.alive and be.tablet_num < 60
+            return be
+
+        eventually(back_empty_or_refilling, 60, 0.1, what="be-2 alive again without its replicas")
+
+        def healthy() -> bool:
+            assert by_host(client.show_backends())[host].tablet_num == 60
+            (total,) = [r for r in client_rows(driver, "SHOW PROC '/cluster_health/tablet_health'")
+                        if r["DbId"] == "Total"]  # fmt: skip
+            assert total["HealthyNum"] == total["TabletNum"] == "60"
+            return True
+
+        eventually(healthy, 60, 0.2, what="be-2 re-replicated")
+    assert driver.cluster.lowest_healthy_replicas_seen() == 2
+
+
+def client_rows(driver: ImageDriver, sql: str) -> list[dict[str, Any]]:
+    result = driver.server.run(sql)
+    assert result is not None
+    return [{k: str(v) for k, v in row.items()} for row in result.dicts()]
+
+
+@pytest.mark.cluster
+@pytest.mark.timeout(180)
+def test_each_fe_served_on_its_own_port_and_the_service_pinned_to_a_follower(
+    ns: str, deploy: Callable[[dict[str, Any]], None], start_driver: Callable[..., ImageDriver]
+) -> None:
+    driver = start_driver(serve_each_fe=True, replay_lag=120)
+    deploy(manifest(ns))
+    driver.wait_registered(3, 3, timeout=60)
+    assert set(driver.fe_servers) == {f"{NAME}-fe-{i}" for i in range(3)}
+    with connect(driver) as client:
+        frontends = by_host(client.show_frontends())
+    for i in range(3):
+        assert frontends[fqdn("fe", i, ns)].query_port == driver.fe_address(f"{NAME}-fe-{i}")[1]
+    driver.route_to(f"{NAME}-fe-1")
+    with connect(driver) as client:
+        frontends = by_host(client.show_frontends())
+        assert frontends[fqdn("fe", 1, ns)].current_connected and not frontends[fqdn("fe", 1, ns)].is_master
+        client.modify_backend(fqdn("be", 0, ns), 9050, disable_query=True)  # forwarded to the master
+        assert client.show_backends() == [], "fe-1 replays 120 s behind: it knows no BE yet"
+    host, port = driver.fe_address(f"{NAME}-fe-0")
+    with DorisClient.connect(host, port, Credentials()) as master:
+        assert by_host(master.show_frontends())[fqdn("fe", 0, ns)].is_master
+        assert by_host(master.show_backends())[fqdn("be", 0, ns)].query_disabled
+    driver.set_fault(UNREACHABLE)
+    with pytest.raises(Exception):  # noqa: B017 - whatever the client raises for a dropped connection
+        connect(driver).show_backends()
+    driver.set_fault(None)
+    driver.route_to(None)
+    with connect(driver) as client:
+        assert by_host(client.show_frontends())[fqdn("fe", 0, ns)].current_connected
+
+
 # ---------------------------------------------------------------------------------------------
 # Without a cluster
 
@@ -404,3 +519,65 @@ def test_start_fails_fast_when_the_api_server_is_unreachable(tmp_path: Path) -> 
     assert time.monotonic() - started < 15
     with pytest.raises(RuntimeError, match="not serving"):
         _ = driver.port
+
+
+def _pod(comp: str, **fields: Any) -> Pod:
+    container: dict[str, Any] = {"name": comp, "image": "x", "env": fields.pop("env", [])}
+    container["volumeMounts"] = fields.pop("mounts", [])
+    spec = {"containers": [container], "hostname": f"c-{comp}-0", "subdomain": f"c-{comp}-internal",
+            "volumes": fields.pop("volumes", [])}  # fmt: skip
+    meta = {
+        "name": f"c-{comp}-0",
+        "namespace": "ns1",
+        "uid": "u1",
+        "labels": {"app.kubernetes.io/component": comp},
+    }
+    status = {"podIP": "10.244.1.7", "conditions": [{"type": "Ready", "status": "True"}]}
+    return cast(Pod, Pod.from_dict({"metadata": meta, "spec": spec, "status": status}))
+
+
+def test_pod_parse_domain_ip_host_type_storage_and_conf_map() -> None:
+    be = _Pod.parse(_pod("be"), "corp.local")
+    assert be is not None
+    assert (be.fqdn, be.ip, be.host_type_ip, be.persistent_storage) == (
+        "c-be-0.c-be-internal.ns1.svc.corp.local", "10.244.1.7", False, False,
+    )  # fmt: skip
+    pvc = _Pod.parse(
+        _pod(
+            "be",
+            env=[{"name": "HOST_TYPE", "value": "IP"}],
+            mounts=[{"name": "s1", "mountPath": "/opt/apache-doris/be/storage1"},
+                    {"name": "shared", "mountPath": "/opt/share"}],
+            volumes=[{"name": "s1", "persistentVolumeClaim": {"claimName": "s1-c-be-0"}},
+                     {"name": "shared", "persistentVolumeClaim": {"claimName": "rwx"}}],
+        )
+    )  # fmt: skip
+    assert pvc is not None and pvc.host_type_ip and pvc.persistent_storage
+    shared_only = _Pod.parse(
+        _pod("be", mounts=[{"name": "shared", "mountPath": "/opt/share"}],
+             volumes=[{"name": "shared", "persistentVolumeClaim": {"claimName": "rwx"}}])
+    )  # fmt: skip
+    assert shared_only is not None and not shared_only.persistent_storage
+    fe = _Pod.parse(
+        _pod("fe", mounts=[{"name": "conf", "mountPath": "/etc/doris"}],
+             volumes=[{"name": "conf", "configMap": {"name": "fe-conf"}}])
+    )  # fmt: skip
+    assert fe is not None and fe.conf_map == "fe-conf"
+
+
+def test_registration_address_follows_each_image() -> None:
+    driver = ImageDriver(None, "ns1", "c")
+    fe = _Pod.parse(
+        _pod("fe", mounts=[{"name": "conf", "mountPath": "/etc/doris"}],
+             volumes=[{"name": "conf", "configMap": {"name": "fe-conf"}}])
+    )  # fmt: skip
+    be_ip = _Pod.parse(_pod("be", env=[{"name": "HOST_TYPE", "value": "IP"}]))
+    be = _Pod.parse(_pod("be"))
+    assert fe is not None and be is not None and be_ip is not None
+    assert driver._address(fe) == ("c-fe-0.c-fe-internal.ns1.svc.cluster.local", 9010), "key absent: FQDN"
+    driver._fe_conf["fe-conf"] = parse_conf("# comment\n enable_fqdn_mode = false \nhttp_port=8030\n")
+    assert driver._address(fe) == ("10.244.1.7", 9010)
+    assert driver._address(be) == ("c-be-0.c-be-internal.ns1.svc.cluster.local", 9050)
+    assert driver._address(be_ip) == ("10.244.1.7", 9050)
+    forced = ImageDriver(None, "ns1", "c", fqdn_mode=False)
+    assert forced._address(be) == ("10.244.1.7", 9050)

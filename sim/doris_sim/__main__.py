@@ -20,8 +20,42 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--cluster", required=True, help="name of the DorisCluster")
     parser.add_argument("--port", type=int, default=0, help="MySQL port on 127.0.0.1, 0 picks a free one")
     parser.add_argument("--version", default="2.1.8", help="Doris version to imitate: 2.0.x, 2.1.x or 3.x")
-    parser.add_argument("--tablets-per-be", type=int, default=100, help="tablets a new BE holds")
-    parser.add_argument("--decommission-rate", type=float, default=10.0, help="tablets moved per second")
+    parser.add_argument(
+        "--cluster-domain", default="cluster.local", help="the cluster's DNS domain in `hostname -f`"
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--fqdn-mode", dest="fqdn_mode", action="store_const", const=True, help="every node registers by FQDN"
+    )
+    mode.add_argument(
+        "--ip-mode",
+        dest="fqdn_mode",
+        action="store_const",
+        const=False,
+        help="every node registers by pod IP",
+    )
+    storage = parser.add_mutually_exclusive_group()
+    storage.add_argument(
+        "--ephemeral-storage",
+        dest="ephemeral_storage",
+        action="store_const",
+        const=True,
+        help="every BE comes back empty in a new pod (default: BEs without a PVC for their storage)",
+    )
+    storage.add_argument("--persistent-storage", dest="ephemeral_storage", action="store_const", const=False)
+    parser.add_argument("--replication-num", type=int, default=3, help="replicas per tablet")
+    parser.add_argument(
+        "--tablets-per-be", type=int, default=100, help="replicas each of the first BEs holds"
+    )
+    parser.add_argument("--decommission-rate", type=float, default=10.0, help="replicas moved per second")
+    parser.add_argument("--clone-rate", type=float, default=10.0, help="missing replicas cloned per second")
+    parser.add_argument("--balance-rate", type=float, default=2.0, help="replicas balanced per second")
+    parser.add_argument(
+        "--repair-delay", type=float, default=60.0, help="seconds before a dead BE's replicas are cloned"
+    )
+    parser.add_argument(
+        "--replay-lag", type=float, default=0.0, help="seconds non-master FEs lag behind the master"
+    )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -32,8 +66,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.cluster,
         port=args.port,
         version=args.version,
+        cluster_domain=args.cluster_domain,
+        fqdn_mode=args.fqdn_mode,
+        ephemeral_storage=args.ephemeral_storage,
+        replication_num=args.replication_num,
         tablets_per_be=args.tablets_per_be,
         decommission_rate=args.decommission_rate,
+        clone_rate=args.clone_rate,
+        balance_rate=args.balance_rate,
+        repair_delay=args.repair_delay,
+        replay_lag=args.replay_lag,
     )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

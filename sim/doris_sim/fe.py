@@ -8,12 +8,16 @@ place. ``python -m doris_sim.fe --port 9030 --version 2.1.8`` serves a standalon
 from __future__ import annotations
 
 from .model import Clock, ManualClock, Result, SimCluster, SimSqlError, SystemClock, VersionProfile
-from .server import SimFeServer, main
+from .server import EMPTY_BACKENDS, UNREACHABLE, SimFeServer, main
+from .sql import Session
 
 __all__ = [
+    "EMPTY_BACKENDS",
+    "UNREACHABLE",
     "Clock",
     "ManualClock",
     "Result",
+    "Session",
     "SimCluster",
     "SimFeServer",
     "SimSqlError",

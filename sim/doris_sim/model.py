@@ -1087,7 +1087,8 @@ class SimCluster:
         with self._lock:
             self._tick()
             fe = self._frontend_at(host, edit_log_port)
-            fe.frozen_view = self._view_of(fe)
+            view = self._view_of(fe)
+            fe.frozen_view = self._snapshot(view.time) if fe.replay_lag <= 0 else view
 
     def resume_replay(self, host: str, edit_log_port: int) -> None:
         with self._lock:

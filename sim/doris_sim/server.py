@@ -25,6 +25,12 @@ from mysql_mimic.session import BaseSession
 from mysql_mimic.variables import SYSTEM_VARIABLES, GlobalVariables, SessionVariables
 
 from .model import Result, SimCluster, SimSqlError
+from .sql import Session
+
+EMPTY_BACKENDS = "empty_backends"
+"""A fault: SHOW BACKENDS and SHOW PROC '/backends' answer no rows (columns as usual)."""
+UNREACHABLE = "unreachable"
+"""A fault: connections are accepted and closed at once, as to an FE that is down."""
 
 # ---------------------------------------------------------------------------------------------
 # MySQL protocol (mysql-mimic)
@@ -33,16 +39,28 @@ _PEER_HOST: contextvars.ContextVar[str] = contextvars.ContextVar("sim_fe_peer_ho
 
 
 class _DorisMysqlServer(MysqlServer):  # type: ignore[misc]
-    """Remembers each client's address so that 1045 messages can name it as Doris does."""
+    """Remembers each client's address so that 1045 messages can name it as Doris does; drops every
+    connection while its owner plays an unreachable FE."""
+
+    def __init__(self, owner: SimFeServer, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._owner = owner
 
     async def _client_connected_cb(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._owner.fault == UNREACHABLE:
+            writer.close()
+            return
         peer = writer.get_extra_info("peername")
         if peer:
             _PEER_HOST.set(str(peer[0]))
+        self._owner._writers.add(writer)
         # A connection still open at shutdown is cancelled; end quietly instead of letting
         # asyncio's stream callback report the cancellation as an error.
-        with contextlib.suppress(asyncio.CancelledError):
-            await super()._client_connected_cb(reader, writer)
+        try:
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                await super()._client_connected_cb(reader, writer)
+        finally:
+            self._owner._writers.discard(writer)
 
 
 class _DorisPasswordPlugin(NativePasswordAuthPlugin):  # type: ignore[misc]
@@ -88,10 +106,15 @@ class _DorisSession(BaseSession):  # type: ignore[misc]
         self.username: str | None = None
         self.database: str | None = None
         self._server = server
+        self._forward_to_master = False
 
     async def handle_query(self, sql: str, attrs: dict[str, str]) -> tuple[list[Any], list[Any]] | None:
         try:
-            result = self._server.run(sql)
+            session = self._server._session(self._forward_to_master)
+            try:
+                result = self._server.run(sql, session)
+            finally:
+                self._forward_to_master = session.forward_to_master
         except SimSqlError as exc:
             raise MysqlError(exc.message, code=exc.code) from exc
         if result is None:
@@ -109,6 +132,9 @@ class _DorisSession(BaseSession):  # type: ignore[misc]
 class SimFeServer:
     """Serves one FE of a :class:`SimCluster` (default: its master) over the MySQL protocol.
 
+    Tests can make it answer an empty SHOW BACKENDS (``set_fault(EMPTY_BACKENDS)``) or drop every
+    connection as an unreachable FE would (``set_fault(UNREACHABLE)``); ``set_fault(None)`` heals it.
+
     ``port=0`` picks a free port; :attr:`port` is the real one once serving. While serving, the
     FE's QueryPort is that port and the FE is alive; after stopping it is shown as dead.
     """
@@ -120,10 +146,14 @@ class SimFeServer:
         frontend: tuple[str, int] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        advertise: bool = True,
     ) -> None:
         self.cluster = cluster
         self.frontend = frontend or cluster.master
         self.host = host
+        self.advertise = advertise  # its port is the FE's QueryPort, and the FE lives while it serves
+        self.fault: str | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
         self._requested_port = port
         self._port: int | None = None
         with cluster._lock:
@@ -142,14 +172,31 @@ class SimFeServer:
         """Answer as another FE of the cluster from now on, as a Service does when its pod changes."""
         with self.cluster._lock:
             fe = self.cluster._frontend_at(*frontend)
-            if self._port is not None:
+            if self._port is not None and self.advertise:
                 fe.query_port = self._port
             self.frontend, self._fe = frontend, fe
 
-    def run(self, sql: str) -> Result | None:
+    def set_fault(self, fault: str | None) -> None:
+        """``EMPTY_BACKENDS``, ``UNREACHABLE`` (open connections are dropped too) or None."""
+        if fault not in (None, EMPTY_BACKENDS, UNREACHABLE):
+            raise ValueError(f"unknown fault {fault!r}")
+        self.fault = fault
+        loop = self._loop
+        if fault == UNREACHABLE and loop is not None:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._drop_connections)
+
+    def _drop_connections(self) -> None:
+        for writer in list(self._writers):
+            writer.close()
+
+    def _session(self, forward_to_master: bool = False) -> Session:
+        return Session(self._fe, forward_to_master, empty_backends=self.fault == EMPTY_BACKENDS)
+
+    def run(self, sql: str, session: Session | None = None) -> Result | None:
         """Execute ``sql`` as this FE (what a client connected to it gets)."""
         with self.cluster._lock:
-            return self.cluster._execute(sql, self._fe)
+            return self.cluster._execute(sql, session or self._session())
 
     async def serve(self, on_ready: Callable[[int], None] | None = None) -> None:
         """Serve until cancelled or :meth:`stop`; ``on_ready`` gets the listening port."""
@@ -164,14 +211,16 @@ class SimFeServer:
             }
         )
         server = _DorisMysqlServer(
+            self,
             session_factory=lambda: _DorisSession(self, variables),
             identity_provider=_DorisIdentities(self.cluster),
         )
         await server.start_server(host=self.host, port=self._requested_port)
         self._port = int(server.sockets()[0].getsockname()[1])
-        with self.cluster._lock:
-            self._fe.query_port = self._port
-            self.cluster._start_frontend(self._fe)
+        if self.advertise:
+            with self.cluster._lock:
+                self._fe.query_port = self._port
+                self.cluster._start_frontend(self._fe)
         try:
             if on_ready is not None:
                 on_ready(self._port)
@@ -180,8 +229,9 @@ class SimFeServer:
             server.close()
             await _cancel_other_tasks()
             await server.wait_closed()
-            with self.cluster._lock:
-                self.cluster._stop_frontend(self._fe, "Unknown error")
+            if self.advertise:
+                with self.cluster._lock:
+                    self.cluster._stop_frontend(self._fe, "Unknown error")
             self._port = None
 
     def start(self, timeout: float = 10.0) -> Self:

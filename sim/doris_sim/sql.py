@@ -117,7 +117,10 @@ def frontends_result(cluster: SimCluster, via: _Frontend, view: _View | None = N
     """SHOW FRONTENDS answered by ``via`` from ``view`` (default: the live catalog)."""
     view = view or cluster._live_view()
     rows = []
-    for fe in view.frontends:
+    frontends = list(view.frontends)
+    if all(fe.name != via.name for fe in frontends):
+        frontends.append(via)  # an FE knows itself even before it replayed its own ADD
+    for fe in frontends:
         me = fe.name == via.name
         alive = me or fe.alive
         shown = me or fe.joined
