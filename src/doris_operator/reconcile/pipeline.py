@@ -212,6 +212,7 @@ async def _converge(
     fe_ready = _fe_answers(dc, pod_list)
 
     # apply, component by component in start-up order
+    applied: set[str] = set()
     for obj in desired:
         comp = _component(obj)
         if comp in blocked:
@@ -219,7 +220,10 @@ async def _converge(
         if comp and comp != "fe" and not fe_ready and (obj["kind"], obj["metadata"]["name"]) not in observed:
             findings.waiting[comp] = ("WaitingForFE", "waiting for an FE to answer before creating it")
             continue
+        before = result.writes
         await _apply(body, obj, observed.get((obj["kind"], obj["metadata"]["name"])), ctx, findings, result)
+        if obj["kind"] == "StatefulSet" and result.writes > before:
+            applied.add(obj["metadata"]["name"])
 
     await _prune(dc, body, desired, observed, ctx, findings, result)
 
@@ -228,7 +232,9 @@ async def _converge(
         result.writes += 1
 
     memory = ctx.rollouts.setdefault((dc.namespace, dc.name), RolloutMemory())
-    await reconcile_rollout(dc, observed, pod_list, memory, session, findings, record, delete_pod, annotate)
+    await reconcile_rollout(
+        dc, observed, pod_list, memory, session, findings, record, delete_pod, annotate, settling=applied
+    )
     for problems in findings.degraded.values():
         for reason, message in problems:
             await ctx.events.record(body, "Warning", reason, message)

@@ -12,7 +12,7 @@ StatefulSet (``balance-paused``) before the statements, and restored from that r
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 
 from ..api.doriscluster import Component, DorisCluster
@@ -83,8 +83,11 @@ async def reconcile_rollout(
     record: Record,
     delete_pod: Callable[[str], Awaitable[None]],
     annotate: Annotate | None = None,
+    settling: Collection[str] = (),
 ) -> None:
-    """At most one pod deleted per call.  Every failure becomes a Degraded finding of its component."""
+    """At most one pod deleted per call.  Every failure becomes a Degraded finding of its component.
+    ``settling``: StatefulSets applied in this reconcile, whose observed status (update revision) is
+    from before that apply; nothing is decided on them until the next reconcile."""
     live = {p["metadata"]["name"]: p["metadata"].get("uid") for p in pods}
     for name, uid in list(memory.deleting.items()):
         if live.get(name) != uid:
@@ -97,6 +100,8 @@ async def reconcile_rollout(
         sts = observed.get(("StatefulSet", names.statefulset(dc.name, comp)))
         if dc.spec.component(comp) is None or sts is None:
             continue
+        if sts["metadata"]["name"] in settling:
+            return  # the template just changed: the revisions observed are from before
         status = sts.get("status") or {}
         update = status.get("updateRevision")
         if not update or (status.get("observedGeneration") or 0) < (sts["metadata"].get("generation") or 0):
