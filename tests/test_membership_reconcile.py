@@ -1,0 +1,149 @@
+"""reconcile_membership's I/O against a fake FE: BEs are decided before FEs (so the FE answering the BE
+questions is never dropped first), the record is written before the statement, errors become Degraded
+findings and nothing shrinks, and a malformed FE address is a clear error."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from doris_operator.api.validation import parse_cluster
+from doris_operator.builders.config import ComponentConfig
+from doris_operator.doris.client import Backend, Credentials, Frontend, Timeouts, UnreachableError
+from doris_operator.reconcile.intent import MEMBERS
+from doris_operator.reconcile.membership import (
+    FE_ADDRESS_ANNOTATION,
+    FeSession,
+    fe_endpoint,
+    reconcile_membership,
+)
+from doris_operator.reconcile.status import Findings
+
+NS = "ns"
+
+
+def cluster(fe: int, be: int, annotations: dict[str, str] | None = None) -> Any:
+    return parse_cluster(
+        {
+            "apiVersion": "doris.selectdb.com/v1",
+            "kind": "DorisCluster",
+            "metadata": {"name": "dc", "namespace": NS, "generation": 2, "annotations": annotations or {}},
+            "spec": {
+                "feSpec": {"replicas": fe, "image": "selectdb/doris.fe-ubuntu:2.1.8", "electionNumber": 3},
+                "beSpec": {"replicas": be, "image": "selectdb/doris.be-ubuntu:2.1.8"},
+            },
+        }
+    )
+
+
+def host(comp: str, i: int) -> str:
+    return f"dc-{comp}-{i}.dc-{comp}-internal.{NS}.svc.corp.local"
+
+
+class FakeFe:
+    def __init__(self, journal: list[str], fail: Exception | None = None) -> None:
+        self.host, self.port, self.credentials, self.timeouts = "fe", 9030, Credentials(), Timeouts()
+        self.journal, self.fail = journal, fail
+
+    def set_forward_to_master(self) -> None:
+        if self.fail is not None:
+            raise self.fail
+
+    def show_frontends(self) -> list[Frontend]:
+        roles = ["FOLLOWER"] * 3 + ["OBSERVER"] * 2
+        return [
+            Frontend(f"fe_{i}", host("fe", i), 9010, roles[i], i == 0, True, current_connected=i == 3)
+            for i in range(5)
+        ]
+
+    def show_backends(self) -> list[Backend]:
+        return [
+            Backend(10000 + i, host("be", i), 9050, True, False, 10, avail_capacity=1 << 30) for i in range(5)
+        ]
+
+    def decommission_backends(self, nodes: Any) -> None:
+        self.journal.append(f"DECOMMISSION {sorted(h for h, _ in nodes)}")
+
+    def drop_observer(self, h: str, p: int) -> None:
+        self.journal.append(f"DROP OBSERVER {h}")
+
+    def close(self) -> None:
+        pass
+
+
+def sts(comp: str, replicas: int) -> dict[str, Any]:
+    return {
+        "kind": "StatefulSet",
+        "metadata": {"name": f"dc-{comp}", "annotations": {}},
+        "spec": {"replicas": replicas},
+    }
+
+
+def pods() -> list[dict[str, Any]]:
+    return [
+        {"metadata": {"name": f"dc-{c}-{i}"}, "ready": True, "podIP": f"10.0.{c == 'be':d}.{i}"}
+        for c in ("fe", "be")
+        for i in range(5)
+    ]
+
+
+async def run(journal: list[str], fail: Exception | None = None) -> tuple[Findings, list[dict[str, Any]]]:
+    dc = cluster(3, 3)
+    desired = [sts("fe", 3), sts("be", 3)]
+    observed = {("StatefulSet", "dc-fe"): sts("fe", 5), ("StatefulSet", "dc-be"): sts("be", 5)}
+
+    async def creds() -> Credentials:
+        return Credentials()
+
+    def connect(*_: Any) -> Any:
+        return FakeFe(journal, fail)
+
+    async def record(*_: str) -> None:
+        pass
+
+    async def annotate(kind: str, name: str, values: dict[str, str | None]) -> None:
+        journal.append(f"annotate {name} {'leaving' in (values.get(MEMBERS) or '')}")
+
+    findings = Findings()
+    session = FeSession("fe", 9030, creds, connect=connect)
+    await reconcile_membership(dc, desired, observed, pods(), {}, session, findings, record, annotate)
+    return findings, desired
+
+
+async def test_be_before_fe_records_before_statements_and_the_connected_fe_last() -> None:
+    journal: list[str] = []
+    findings, desired = await run(journal)
+    statements = [j for j in journal if not j.startswith("annotate")]
+    assert statements == [
+        f"DECOMMISSION {[host('be', 3), host('be', 4)]}",
+        f"DROP OBSERVER {host('fe', 4)}",
+        f"DROP OBSERVER {host('fe', 3)}",  # the FE this session is connected to, last
+    ]
+    assert journal.index("annotate dc-be True") < journal.index(statements[0])
+    assert [d["spec"]["replicas"] for d in desired] == [5, 5]  # nothing shrinks before it is confirmed
+    assert findings.draining["be"] == {"dc-be-3": 10, "dc-be-4": 10} and not findings.degraded
+
+
+@pytest.mark.parametrize(
+    ("fail", "reason"),
+    [(UnreachableError(2003, "Can't connect"), "FEUnreachable"), (ValueError("bad row"), "MembershipError")],
+)
+async def test_errors_become_degraded_and_nothing_shrinks(fail: Exception, reason: str) -> None:
+    journal: list[str] = []
+    findings, desired = await run(journal, fail)
+    assert [d["spec"]["replicas"] for d in desired] == [5, 5]
+    assert {r for problems in findings.degraded.values() for r, _ in problems} == {reason}
+    assert not [j for j in journal if not j.startswith("annotate")]
+
+
+def test_a_malformed_fe_address_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="must be host:port"):
+        fe_endpoint(cluster(3, 3, {FE_ADDRESS_ANNOTATION: "fe:notaport"}), ComponentConfig("fe"))
+    assert fe_endpoint(cluster(3, 3), ComponentConfig("fe")) == ("dc-fe-service.ns.svc", 9030)
+
+
+async def test_an_unusable_session_fails_every_call() -> None:
+    session = FeSession.unusable("annotation doris.apache.org/fe-address must be host:port")
+    with pytest.raises(UnreachableError, match="must be host:port"):
+        await session.view()
