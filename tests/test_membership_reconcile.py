@@ -10,14 +10,16 @@ import pytest
 
 from doris_operator.api.validation import parse_cluster
 from doris_operator.builders.config import ComponentConfig
-from doris_operator.doris.client import Backend, Credentials, Frontend, Timeouts, UnreachableError
-from doris_operator.reconcile.intent import MEMBERS
+from doris_operator.doris.client import Backend, Credentials, DorisError, Frontend, Timeouts, UnreachableError
+from doris_operator.doris.identity import Match
+from doris_operator.reconcile.intent import MEMBERS, QUERIES_DISABLED
 from doris_operator.reconcile.membership import (
     FE_ADDRESS_ANNOTATION,
     FeSession,
     fe_endpoint,
     reconcile_membership,
 )
+from doris_operator.reconcile.rollout import RolloutMemory, _enable_queries, persistent_storage
 from doris_operator.reconcile.status import Findings
 
 NS = "ns"
@@ -147,3 +149,46 @@ async def test_an_unusable_session_fails_every_call() -> None:
     session = FeSession.unusable("annotation doris.apache.org/fe-address must be host:port")
     with pytest.raises(UnreachableError, match="must be host:port"):
         await session.view()
+
+
+def test_persistent_storage_means_every_be_data_path_on_a_claim() -> None:
+    dc = cluster(3, 3)
+    assert not persistent_storage(dc, "be")  # emptyDir, as in every sample
+    template = {"persistentVolumeClaimSpec": {"resources": {"requests": {"storage": "1Gi"}}}}
+    spec = dc.to_dict()
+    spec["spec"]["beSpec"]["persistentVolumes"] = [{"name": "data", **template}]
+    assert persistent_storage(parse_cluster(spec), "be")
+    spec["spec"]["beSpec"]["persistentVolumes"] = [
+        {"name": "log", "mountPath": "/opt/apache-doris/be/log", **template}
+    ]
+    assert not persistent_storage(parse_cluster(spec), "be")  # only the logs are on a volume
+
+
+async def test_a_doris_error_in_re_enable_degrades_and_keeps_the_mark() -> None:
+    class Failing(FakeFe):
+        def modify_backend(self, *_: Any, **__: Any) -> None:
+            raise DorisError(1105, "backend does not exists[x:9050]")
+
+    async def creds() -> Credentials:
+        return Credentials()
+
+    session = FeSession("fe", 9030, creds, connect=lambda *_: Failing([]))
+    be = Backend(10002, host("be", 2), 9050, True, False, 10, query_disabled=True)
+    pod = {
+        "metadata": {"name": "dc-be-2", "annotations": {QUERIES_DISABLED: f"{host('be', 2)}:9050"}},
+        "ready": True,
+    }
+    findings, removed = Findings(), []
+
+    async def annotate(kind: str, name: str, values: dict[str, str | None]) -> None:
+        removed.append(name)
+
+    async def record(*_: str) -> None:
+        pass
+
+    memory = RolloutMemory()
+    marked = {"dc-be-2": (host("be", 2), 9050)}
+    await _enable_queries(
+        [pod], marked, {"dc-be-2": Match(node=be)}, memory, session, findings, record, annotate
+    )
+    assert findings.degraded["be"][0][0] == "QueriesNotEnabled" and removed == []
