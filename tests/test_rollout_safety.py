@@ -216,3 +216,22 @@ def test_sigkill_between_disable_query_and_pod_deletion_gives_the_be_its_queries
     )
     assert kubectl.json("pod", f"{NAME}-be-2", "-n", ns)["metadata"]["uid"] == pod_before["metadata"]["uid"]
     wait_ready(kubectl, ns)
+
+
+def test_an_image_skipping_a_minor_version_is_refused_until_allowed(kubectl: Kubectl, start: Start) -> None:
+    ns, driver, _ = start()  # the simulated Doris runs 2.1.8
+    assert all(str(b["Version"]).startswith("doris-2.1.8") for b in driver.cluster.show_backends().dicts())
+    with Recorder(kubectl, ns, driver) as rec:
+        kubectl.patch(ns, BE_IMAGE % "2.3.0")
+
+        def refused() -> str | None:
+            st = (kubectl.json("dcr", NAME, "-n", ns).get("status") or {}).get("beStatus") or {}
+            cond = next((c for c in st.get("conditions", []) if c["type"] == "Degraded"), {})
+            return str(cond["message"]) if cond.get("reason") == "VersionSkipRefused" else None
+
+        message = eventually(refused, 60, what="VersionSkipRefused")
+        assert "2.3.0" in message and "2.1.8" in message and "allow-version-skip" in message
+        assert rec.restarts == []
+        kubectl("annotate", "dcr", NAME, "-n", ns, "doris.apache.org/allow-version-skip=true")
+        eventually(lambda: all_ready_on(kubectl, ns, "2.3.0"), 180, what="the rollout, once allowed")
+    assert len(rec.restarts) == 3
