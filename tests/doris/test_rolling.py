@@ -87,6 +87,12 @@ def test_an_outdated_pod_that_is_down_is_replaced_ungated_so_a_rollback_converge
     unhealthy = TabletHealth(90, 60, 0)
     plan = plan_rollout([comp("be", *bes)], health=unhealthy)
     assert plan.delete == "dc-be-2" and plan.disable_query is None
+    # on emptyDir, not while some tablet has no alive replica (the down BE may hold the last one)
+    lost = TabletHealth(90, 60, 0, unrecoverable=4)
+    plan = plan_rollout([comp("be", *bes)], health=lost)
+    assert plan.delete is None and "4 tablets have no alive replica" in plan.waiting["be"][1]
+    assert plan_rollout([comp("be", *bes)], health=None, health_error="x").delete is None
+    assert plan_rollout([comp("be", *bes, persistent=True)], health=lost).delete == "dc-be-2"
     # but a not-ready pod whose BE still serves is not: the tablets come first
     serving = [*bes[:2], pod("be", 2, ready=False, alive=True)]
     assert plan_rollout([comp("be", *serving)], health=unhealthy).delete is None

@@ -107,14 +107,23 @@ def plan_rollout(
     if balance_paused and _settled_be(be):
         plan.restore_balance = True
     ordered = [by_comp[c] for c in ORDER if c in by_comp]
-    # an outdated pod that is down anyway goes first: replacing it takes nothing more down
+    # an outdated pod that is down anyway goes first: replacing it takes nothing more down, except the
+    # data of an emptyDir BE, which may hold the last replica of a tablet (UnrecoverableNum > 0)
     for state in ordered:
         for pod in sorted(state.outdated, key=lambda p: -p.ordinal):
-            if not pod.ready and not pod.deleting and pod.alive is not True:
-                plan.delete = pod.name
-                plan.reason = f"{_label(state)}: replacing {pod.name}, which is down"
-                plan.waiting[state.comp] = ("RollingUpdate", plan.reason)
+            if pod.ready or pod.deleting or pod.alive is True:
+                continue
+            if state.comp == "be" and not state.persistent and (health is None or health.unrecoverable):
+                why = f"{health.unrecoverable} tablets have no alive replica" if health else health_error
+                plan.waiting[state.comp] = (
+                    "RollingUpdate",
+                    f"{_label(state)}: not replacing {pod.name}, whose emptyDir data may be needed ({why})",
+                )
                 return plan
+            plan.delete = pod.name
+            plan.reason = f"{_label(state)}: replacing {pod.name}, which is down"
+            plan.waiting[state.comp] = ("RollingUpdate", plan.reason)
+            return plan
     down = [(s, name) for s in ordered for name in s.down]
     if down:
         state, name = down[0]

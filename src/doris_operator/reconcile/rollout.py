@@ -173,7 +173,7 @@ async def reconcile_rollout(
     health: TabletHealth | None = None
     health_error: str | None = None
     be_state = next((s for s in states if s.comp == "be"), None)
-    if be_state is not None and be_state.outdated and not any(s.down for s in states):
+    if be_state is not None and be_state.outdated:
         try:
             health = await session.call(lambda c: c.show_tablet_health())
             if not be_state.persistent and health.replicas is None:
