@@ -303,7 +303,8 @@ def test_cli_prints_its_address_and_stops_on_sigterm(
     with log.open("w") as stderr:
         proc = subprocess.Popen(
             [sys.executable, "-m", "doris_sim", "--kubeconfig", str(kube_cluster.kubeconfig),
-             "--namespace", ns, "--cluster", NAME, "--tablets-per-be", "7"],
+             "--namespace", ns, "--cluster", NAME, "--tablets-per-be", "7", "--cluster-domain", "corp.local",
+             "--replication-num", "1"],
             stdout=subprocess.PIPE,
             stderr=stderr,
             text=True,
@@ -319,7 +320,9 @@ def test_cli_prints_its_address_and_stops_on_sigterm(
                 backends = client.show_backends()
             return backends if len(backends) == 3 and all(b.alive for b in backends) else []
 
-        assert {b.tablet_num for b in eventually(registered, 60, what="3 BEs alive via the CLI")} == {7}
+        up = eventually(registered, 60, what="3 BEs alive via the CLI")
+        assert {b.tablet_num for b in up} == {7}
+        assert all(b.host.endswith(f".{ns}.svc.corp.local") for b in up)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0, log.read_text()
         assert "ALTER SYSTEM ADD BACKEND" in log.read_text()
@@ -362,6 +365,34 @@ def test_nodes_register_with_the_cluster_domain_or_their_pod_ip(
     assert set(backends) == {pod_ips[f"{NAME}-be-{i}"] for i in range(3)}
     assert frontends == {pod_ips[f"{NAME}-fe-{i}"] for i in range(3)}
     assert by_ip.registered_address(f"{NAME}-be-0") == (pod_ips[f"{NAME}-be-0"], 9050)
+
+
+@pytest.mark.cluster
+@pytest.mark.timeout(180)
+def test_fe_conf_without_fqdn_mode_makes_the_fes_register_their_pod_ips(
+    ns: str,
+    kubectl: Kubectl,
+    deploy: Callable[[dict[str, Any]], None],
+    start_driver: Callable[..., ImageDriver],
+) -> None:
+    kubectl(
+        "create", "configmap", "fe-conf", "-n", ns,
+        "--from-literal=fe.conf=# IP mode\nenable_fqdn_mode = false\nhttp_port = 8030\n",
+    )  # fmt: skip
+    driver = start_driver()
+    deploy(manifest(ns, feSpec={"configMapInfo": {"configMapName": "fe-conf"}}))
+    driver.wait_registered(3, 3, timeout=60)
+    pod_ips = {
+        p["metadata"]["name"]: p["status"]["podIP"]
+        for p in kubectl.items("pods", ns, f"{LABEL_CLUSTER}={NAME}")
+    }
+    with connect(driver) as client:
+        frontends = {fe.host for fe in client.show_frontends()}
+        backends = {be.host for be in client.show_backends()}
+    assert frontends == {pod_ips[f"{NAME}-fe-{i}"] for i in range(3)}
+    assert backends == {fqdn("be", i, ns) for i in range(3)}, (
+        "be_entrypoint.sh: hostname -f unless HOST_TYPE=IP"
+    )
 
 
 @pytest.mark.cluster
@@ -417,6 +448,7 @@ def test_each_fe_served_on_its_own_port_and_the_service_pinned_to_a_follower(
         frontends = by_host(client.show_frontends())
     for i in range(3):
         assert frontends[fqdn("fe", i, ns)].query_port == driver.fe_address(f"{NAME}-fe-{i}")[1]
+    assert driver.fe_endpoints() == {fqdn("fe", i, ns): driver.fe_address(f"{NAME}-fe-{i}") for i in range(3)}
     driver.route_to(f"{NAME}-fe-1")
     with connect(driver) as client:
         frontends = by_host(client.show_frontends())

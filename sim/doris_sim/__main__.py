@@ -56,6 +56,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--replay-lag", type=float, default=0.0, help="seconds non-master FEs lag behind the master"
     )
+    parser.add_argument(
+        "--master-failover", action="store_true", help="alive followers elect a new master when it is down"
+    )
+    parser.add_argument(
+        "--decommission-precheck",
+        action="store_true",
+        help="refuse a DECOMMISSION that leaves fewer BEs than the replication number (newer Doris)",
+    )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -76,6 +84,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         balance_rate=args.balance_rate,
         repair_delay=args.repair_delay,
         replay_lag=args.replay_lag,
+        master_failover=args.master_failover,
+        decommission_precheck=args.decommission_precheck,
     )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -197,7 +197,10 @@ class ImageDriver:
     (None: per pod, from its volumes), ``replication_num``, ``tablets_per_be``, the tablet scheduler's
     ``decommission_rate``/``clone_rate``/``balance_rate`` (replicas per second) and ``repair_delay``
     (seconds before a dead BE's replicas are re-replicated), ``replay_lag`` (how far non-master FEs lag),
-    and ``serve_each_fe``.
+    ``master_failover`` (a majority of alive followers elects a new master when the master's pod is
+    down; default off: the master stays the dead master), ``decommission_precheck`` (newer Doris refuses
+    a DECOMMISSION that leaves fewer BEs than the replication number; default off: it stalls) and
+    ``serve_each_fe``.
     """
 
     def __init__(
@@ -218,6 +221,8 @@ class ImageDriver:
         balance_rate: float = 2.0,
         repair_delay: float = 60.0,
         replay_lag: float = 0.0,
+        master_failover: bool = False,
+        decommission_precheck: bool = False,
         serve_each_fe: bool = False,
         clock: Clock | None = None,
     ) -> None:
@@ -239,6 +244,8 @@ class ImageDriver:
             balance_rate=balance_rate,
             repair_delay=repair_delay,
             replay_lag=replay_lag,
+            master_failover=master_failover,
+            decommission_precheck=decommission_precheck,
         )
         self.server = SimFeServer(self.cluster, port=port, advertise=not serve_each_fe)
         self.fe_servers: dict[str, SimFeServer] = {}
@@ -403,6 +410,16 @@ class ImageDriver:
         """127.0.0.1 and the port of an FE pod's own server (``serve_each_fe``)."""
         server = self.fe_servers[pod]
         return server.host, server.port
+
+    def fe_endpoints(self) -> dict[str, tuple[str, int]]:
+        """``serve_each_fe``: each alive FE's registered host (the ``Host`` of its SHOW FRONTENDS row,
+        whose ``QueryPort`` is the port here) -> 127.0.0.1 and that port, for a test's resolver."""
+        out = {}
+        for pod, server in list(self.fe_servers.items()):
+            node = self._nodes.get(pod)
+            if node is not None:
+                out[node.address[0]] = (server.host, server.port)
+        return out
 
     def registered_address(self, pod: str) -> tuple[str, int] | None:
         """The host and port the pod's node registered with, or None before its image ran."""

@@ -1,14 +1,19 @@
-"""The simulated Doris cluster's state: frontends, backends, brokers, users, and a clock.
+"""The simulated Doris cluster's state: frontends, backends, brokers, tablets and replicas, users, and
+a clock.
 
 :class:`SimCluster` is what the master FE's catalog holds, changed the way the official images and
 running processes would (Python methods) or by Doris SQL (:meth:`SimCluster.execute`, parsed and
 answered in :mod:`doris_sim.sql`). The catalog's own checks raise :class:`SimSqlError` with the texts
 Doris uses (``../shared/reference/doris-sql-and-images.md`` §2).
 
-Decommission is computed lazily from the cluster's clock: a decommissioned backend hands its
-tablets to the remaining storage backends at ``decommission_rate`` tablets per second and, once
-empty, is dropped from SHOW BACKENDS (Doris's default ``drop_backend_after_decommission``). Use a
-:class:`ManualClock` to drive it deterministically.
+Time-driven work is computed lazily from the cluster's clock, by the master's tablet scheduler (nothing
+runs while the master is down or ``disable_tablet_scheduler`` is set): a decommissioned backend's
+replicas are cloned elsewhere and deleted at ``decommission_rate`` per second, and the backend is
+dropped once empty (``drop_backend_after_decommission``); missing replicas are cloned at ``clone_rate``
+(at once when the catalog lost them, after ``tablet_repair_delay_factor_second`` when their backend is
+only dead); the balancer evens out replica counts at ``balance_rate`` unless ``disable_balance``. Use a
+:class:`ManualClock` to drive it deterministically. Non-master FEs answer from the catalog as it was
+``replay_lag`` seconds ago (history kept in :class:`_View` snapshots).
 """
 
 from __future__ import annotations
@@ -297,6 +302,7 @@ class _Query:
     fe_host: str
     started_at: float
     sql: str
+    ends_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -368,6 +374,8 @@ class SimCluster:
         balance_rate: float = 2.0,
         repair_delay: float = 60.0,
         replay_lag: float = 0.0,
+        master_failover: bool = False,
+        decommission_precheck: bool = False,
         fe_config: Mapping[str, str] | None = None,
         drop_backend_after_decommission: bool = True,
         auto_start: bool = False,
@@ -381,6 +389,8 @@ class SimCluster:
         self.clone_rate = clone_rate
         self.balance_rate = balance_rate
         self.replay_lag = replay_lag
+        self.master_failover = master_failover
+        self.decommission_precheck = decommission_precheck
         self.auto_start = auto_start
         self._decommission_rate = decommission_rate
         # fe.conf as every FE process reads it at start; ADMIN SET changes only the running process.
@@ -654,11 +664,17 @@ class SimCluster:
     # -- queries -------------------------------------------------------------------------------
 
     def start_query(
-        self, host: str | None = None, heartbeat_port: int = 9050, *, sql: str = "SELECT 1"
+        self,
+        host: str | None = None,
+        heartbeat_port: int = 9050,
+        *,
+        sql: str = "SELECT 1",
+        duration: float | None = None,
     ) -> str:
         """Start a query whose fragment runs on the given backend, or on the query-available one
-        with the fewest running queries. Doris schedules no new query on a backend that is dead,
-        shut down, or has ``disable_query`` set: that raises ValueError."""
+        with the fewest running queries; it runs until :meth:`finish_query`, or for ``duration``
+        seconds. Doris schedules no new query on a backend that is dead, shut down, or has
+        ``disable_query`` set: that raises ValueError."""
         with self._lock:
             self._tick()
             if host is not None:
@@ -676,7 +692,9 @@ class SimCluster:
                 be = min(available, key=lambda b: (load[b.backend_id], b.backend_id))
             query_id = f"{self._rng.getrandbits(64):016x}-{self._rng.getrandbits(64):016x}"
             master = self._frontends[self._master]
-            self._queries[query_id] = _Query(query_id, be.backend_id, master.host, self.clock.now(), sql)
+            now = self.clock.now()
+            ends_at = None if duration is None else now + duration
+            self._queries[query_id] = _Query(query_id, be.backend_id, master.host, now, sql, ends_at)
             return query_id
 
     def finish_query(self, query_id: str) -> None:
@@ -686,6 +704,7 @@ class SimCluster:
     def running_queries(self, host: str, heartbeat_port: int = 9050) -> list[str]:
         """Ids of the queries running on that backend."""
         with self._lock:
+            self._tick()
             be = self._backend_at(host, heartbeat_port)
             return [q.query_id for q in self._queries.values() if q.backend_id == be.backend_id]
 
@@ -802,6 +821,7 @@ class SimCluster:
             fe.config = {}  # a new process: ADMIN SET values are gone, fe.conf applies
         fe.alive = fe.joined = True
         fe.err_msg = ""
+        self._elect()
 
     def _stop_frontend(self, fe: _Frontend, err_msg: str) -> None:
         if fe.alive:
@@ -809,6 +829,19 @@ class SimCluster:
             fe.last_heartbeat = self.clock.now()
             fe.replayed_journal_id = self._journal_id
             fe.err_msg = err_msg
+            self._elect()
+
+    def _elect(self) -> None:
+        """With ``master_failover``: when the master is down and a majority of the FOLLOWERs is alive,
+        BDB-JE elects one of them (the first by address here)."""
+        master = self._frontends.get(self._master)
+        if not self.master_failover or master is None or master.alive:
+            return
+        followers = [fe for fe in self._frontends.values() if fe.role == "FOLLOWER"]
+        alive = [fe for fe in followers if fe.alive and fe.joined]
+        if len(alive) > len(followers) // 2:
+            self._master = min(alive, key=lambda fe: (fe.host, fe.edit_log_port)).name
+            self._journal()
 
     def _start_backend(self, be: _Backend, node_role: str) -> None:
         if not be.alive:
@@ -921,6 +954,8 @@ class SimCluster:
         self._record_view()
         # Rounded so that float noise in epoch seconds cannot lose a tablet at the boundary.
         elapsed, self._last_tick = round(now - self._last_tick, 6), now
+        for query in [q for q in self._queries.values() if q.ends_at is not None and q.ends_at <= now]:
+            del self._queries[query.query_id]
         master = self._frontends[self._master]
         scheduling = master.alive and self._config("disable_tablet_scheduler") != "true"
         if elapsed > 0 and scheduling:
@@ -1145,7 +1180,23 @@ class SimCluster:
         self._observe()
 
     def _decommission_backends(self, targets: Sequence[_HostPort | int]) -> None:
-        for be in [self._require_backend(t, _decommission_missing) for t in targets]:
+        leaving = [self._require_backend(t, _decommission_missing) for t in targets]
+        if self.decommission_precheck:
+            # SystemHandler.checkDecommissionWithReplicaAllocation (newer Doris): the BEs left that can
+            # take replicas (alive, not decommissioned) must hold every partition's replication num.
+            ids = {be.backend_id for be in leaving}
+            available = sum(
+                b.alive and not b.decommissioned and b.backend_id not in ids for b in self._backends.values()
+            )
+            needed = max((t.replication_num for t in self._tablets.values()), default=0)
+            if needed > available:
+                raise _ddl_error(
+                    "After decommission, partition sim_table of table sim_db.sim_table 's replication "
+                    f"allocation {{ tag.location.default: {needed} }} > available backend num {available} "
+                    'on tag {"location" : "default"}, otherwise need to decrease the partition\'s '
+                    "replication num."
+                )
+        for be in leaving:
             if not be.decommissioned:
                 be.decommissioned = True
                 be.drain_credit = 0.0

@@ -402,6 +402,10 @@ def show(cluster: SimCluster, p: _Parser, session: Session) -> Result:
         return brokers_result(cluster, _answering(cluster, session)[1])
     if p.accept("FRONTEND", "CONFIG"):
         return _show_config(cluster, p, via)
+    if p.accept("VARIABLES") or p.accept("SESSION", "VARIABLES") or p.accept("GLOBAL", "VARIABLES"):
+        pattern = p.string() if p.accept("LIKE") else None
+        p.end()
+        return _variables_result(cluster, session, pattern)
     if p.accept("PROC"):
         path = p.string()
         p.end()
@@ -632,6 +636,19 @@ def _select_from(cluster: SimCluster, p: _Parser, items: list[tuple[str, str]]) 
     return Result(tuple(columns), tuple(tuple(r[c] for c in columns) for r in rows))
 
 
+def _variables_result(cluster: SimCluster, session: Session, pattern: str | None) -> Result:
+    """SHOW VARIABLES [LIKE 'p']: ``Variable_name, Value, Default_Value, Changed``."""
+    regex = None if pattern is None else re.compile(_like_to_regex(pattern), re.IGNORECASE)
+    current = {**variables(cluster), "forward_to_master": "true" if session.forward_to_master else "false"}
+    defaults = {**variables(cluster), "forward_to_master": "false"}
+    rows = []
+    for name in sorted(current):
+        if regex is None or regex.fullmatch(name):
+            value, default = str(current[name]), str(defaults[name])
+            rows.append((name, value, default, "1" if value != default else "0"))
+    return Result(("Variable_name", "Value", "Default_Value", "Changed"), tuple(rows))
+
+
 def variables(cluster: SimCluster) -> dict[str, str | int]:
     return {
         "version": "5.7.99",
@@ -660,7 +677,7 @@ _TOKEN_RE = re.compile(
 _KEYWORDS = frozenset(
     {"SHOW", "ALTER", "SYSTEM", "ADD", "DROP", "DROPP", "DECOMMISSION", "CANCEL", "MODIFY", "BACKEND",
      "BACKENDS", "FRONTENDS", "FOLLOWER", "OBSERVER", "BROKER", "ALL", "PROC", "SET", "PROPERTIES",
-     "SELECT", "LIMIT", "USE", "ADMIN", "CONFIG", "FRONTEND", "LIKE", "FROM", "WHERE", "AND"}
+     "SELECT", "LIMIT", "USE", "ADMIN", "CONFIG", "FRONTEND", "LIKE", "FROM", "WHERE", "AND", "VARIABLES"}
 )  # fmt: skip
 
 

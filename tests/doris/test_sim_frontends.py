@@ -11,7 +11,7 @@ from typing import Any
 import pymysql
 import pytest
 
-from doris_sim.fe import EMPTY_BACKENDS, UNREACHABLE, ManualClock, SimCluster, SimFeServer
+from doris_sim.fe import EMPTY_BACKENDS, UNREACHABLE, ManualClock, SimCluster, SimFeServer, SimSqlError
 from doris_sim.sql import BACKEND_ACTIVE_TASKS_COLUMNS
 
 pytestmark = pytest.mark.timeout(60)
@@ -69,6 +69,8 @@ def test_lagging_follower_answers_from_its_replayed_catalog_unless_forwarded(
         assert [r["Host"] for r in cluster.show_backends().dicts()] == ["10.0.0.1"]
         assert rows(cur, "SHOW BACKENDS") == [], "not replayed yet"
         cur.execute("SET forward_to_master = true")
+        (var,) = rows(cur, "SHOW VARIABLES LIKE 'forward_to_master'")
+        assert (var["Value"], var["Default_Value"], var["Changed"]) == ("true", "false", "1")
         assert [r["Host"] for r in rows(cur, "SHOW BACKENDS")] == ["10.0.0.1"]
         frontends = rows(cur, "SHOW FRONTENDS")
         assert [r["EditLogPort"] for r in frontends if r["CurrentConnected"] == "Yes"] == ["9011"]
@@ -186,3 +188,35 @@ def test_running_queries_per_backend_and_disable_query(
         ) == set(others)
         cur.execute("SELECT version(), @@version_comment")
         assert cur.fetchall()[0][0] == "5.7.99"
+
+
+def test_master_failover_needs_a_majority_of_followers(clock: ManualClock) -> None:
+    cluster = SimCluster("2.1.8", clock=clock, master_failover=True)
+    cluster.register_frontend("127.0.0.1", 9011)
+    cluster.register_frontend("127.0.0.1", 9012)
+    cluster.register_frontend("127.0.0.1", 9013, role="OBSERVER")
+    cluster.execute("""ADMIN SET FRONTEND CONFIG ("disable_balance" = "true")""")
+    cluster.set_frontend_alive("127.0.0.1", 9010, False)
+    assert cluster.master == ("127.0.0.1", 9011)
+    masters = [r["EditLogPort"] for r in cluster.show_frontends().dicts() if r["IsMaster"] == "true"]
+    assert masters == ["9011"]
+    assert cluster.frontend_config("disable_balance") == "false", "the new master runs with fe.conf"
+    cluster.set_frontend_alive("127.0.0.1", 9010, True)
+    assert cluster.master == ("127.0.0.1", 9011), "the old master comes back as a follower"
+    cluster.set_frontend_alive("127.0.0.1", 9010, False)
+    cluster.set_frontend_alive("127.0.0.1", 9011, False)
+    assert cluster.master == ("127.0.0.1", 9011), "1 of 3 followers: no quorum, no election"
+    with pytest.raises(SimSqlError, match="not ready"):
+        cluster.execute('ALTER SYSTEM ADD BACKEND "10.0.0.1:9050"', via=("127.0.0.1", 9013))
+    cluster.set_frontend_alive("127.0.0.1", 9010, True)
+    assert cluster.master == ("127.0.0.1", 9010)
+
+
+def test_queries_with_a_duration_end_by_themselves(cluster: SimCluster, clock: ManualClock) -> None:
+    cluster.register_backend("10.0.0.1", 9050)
+    short = cluster.start_query(duration=5)
+    endless = cluster.start_query()
+    clock.advance(4.9)
+    assert set(cluster.running_queries("10.0.0.1")) == {short, endless}
+    clock.advance(0.1)
+    assert cluster.running_queries("10.0.0.1") == [endless]

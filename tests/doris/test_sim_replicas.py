@@ -9,7 +9,7 @@ from typing import Any
 import pymysql
 import pytest
 
-from doris_sim.fe import ManualClock, SimCluster, SimFeServer
+from doris_sim.fe import ManualClock, SimCluster, SimFeServer, SimSqlError
 from doris_sim.sql import STATISTIC_COLUMNS, TABLET_HEALTH_COLUMNS
 
 pytestmark = pytest.mark.timeout(60)
@@ -221,3 +221,20 @@ def test_legacy_single_replica_tablets_are_lost_with_a_dropped_backend(cluster: 
     cluster.unregister_backend(HOSTS[0], 9050)
     assert cluster.lowest_healthy_replicas_seen() == 0
     assert set(cluster.tablet_states().values()) == {"UNRECOVERABLE"}
+
+
+def test_decommission_precheck_of_newer_doris(clock: ManualClock) -> None:
+    cluster = SimCluster("3.0.3", clock=clock, decommission_precheck=True)
+    for host in HOSTS[:3]:
+        cluster.register_backend(host, 9050)
+    cluster.create_tablets(5)
+    with pytest.raises(SimSqlError) as info:
+        cluster.execute(f'ALTER SYSTEM DECOMMISSION BACKEND "{HOSTS[0]}:9050"')
+    assert info.value.message == (
+        "errCode = 2, detailMessage = After decommission, partition sim_table of table sim_db.sim_table "
+        "'s replication allocation { tag.location.default: 3 } > available backend num 2 on tag "
+        '{"location" : "default"}, otherwise need to decrease the partition\'s replication num.'
+    )
+    assert not any(r["SystemDecommissioned"] == "true" for r in cluster.show_backends().dicts())
+    cluster.register_backend(HOSTS[3], 9050)
+    cluster.execute(f'ALTER SYSTEM DECOMMISSION BACKEND "{HOSTS[0]}:9050"')
