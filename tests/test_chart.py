@@ -34,7 +34,7 @@ OPERATOR_RULES = {
     ("", "services"): {"list", "watch", "create", "patch", "delete"},
     ("policy", "poddisruptionbudgets"): {"list", "watch", "create", "patch", "delete"},
     ("", "secrets"): {"get", "list", "watch", "create", "patch", "delete"},
-    ("", "pods"): {"list", "watch", "delete"},
+    ("", "pods"): {"list", "watch", "patch", "delete"},
     ("", "configmaps"): {"get"},
     ("", "events"): {"create"},
 }
