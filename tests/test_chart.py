@@ -43,7 +43,7 @@ OPERATOR_RULES = {
     ("", "services"): {"get", "list", "watch", "create", "patch", "delete"},
     ("policy", "poddisruptionbudgets"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "secrets"): {"get", "create", "patch"},
-    ("", "pods"): {"list", "watch", "delete"},
+    ("", "pods"): {"list", "watch", "patch", "delete"},
     ("", "configmaps"): {"get"},
     ("", "events"): {"create"},
 }

@@ -34,6 +34,7 @@ NULL_STRING = "\\N"
 _TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 _HOST_RE = re.compile(r"^[A-Za-z0-9._:-]{1,253}$")
 _BROKER_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_CONFIG_KEY_RE = re.compile(r"^[a-z0-9_]{1,128}$")
 _DORIS_MESSAGE_RE = re.compile(r"^errCode = \d+, detailMessage = (.*)$", re.DOTALL)
 _CAPACITY_RE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*(TB|GB|MB|KB|B)?$")
 _UNITS = {None: 1, "B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40}
@@ -415,6 +416,77 @@ def parse_brokers(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> list
     return _parse_rows("SHOW BROKER", columns, rows, _broker)
 
 
+TABLET_HEALTH = "SHOW PROC '/cluster_health/tablet_health'"
+STATISTIC = "SHOW PROC '/statistic'"
+
+
+@dataclass(frozen=True)
+class TabletHealth:
+    """The ``Total`` row of the master FE's tablet health: how many tablets there are, how many are
+    healthy, how many are being cloned (re-replicated).  Doris keeps these only on the master."""
+
+    tablets: int
+    healthy: int
+    cloning: int
+    unrecoverable: int = 0
+    replicas: int | None = None
+    """ReplicaNum (only ``/statistic`` has it): fewer than twice the tablets means some tablet has a
+    single replica."""
+    source: str = TABLET_HEALTH
+
+    @property
+    def unhealthy(self) -> int:
+        return max(self.tablets - self.healthy, 0)
+
+    @property
+    def settled(self) -> bool:
+        """No tablet unhealthy (missing, relocating, version-incomplete, ...) and none being cloned."""
+        return self.unhealthy == 0 and self.cloning == 0
+
+    def describe(self) -> str:
+        parts = [f"{self.healthy}/{self.tablets} tablets healthy"]
+        if self.cloning:
+            parts.append(f"{self.cloning} being cloned")
+        if self.unrecoverable:
+            parts.append(f"{self.unrecoverable} unrecoverable")
+        return ", ".join(parts)
+
+
+def _total_row(statement: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> _Row:
+    for values in rows:
+        row = _Row(statement, columns, values)
+        if (row.text("DbId") or "").strip() == "Total":
+            return row
+    raise DorisError(0, f"{statement} returned no Total row")
+
+
+def parse_tablet_health(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> TabletHealth:
+    """The Total row of ``SHOW PROC '/cluster_health/tablet_health'`` (TabletHealthProcDir columns:
+    DbId, DbName, TabletNum, HealthyNum, ReplicaMissingNum, ..., UnrecoverableNum, ..., CloningNum)."""
+    row = _total_row(TABLET_HEALTH, columns, rows)
+    return TabletHealth(
+        tablets=row.required_as("TabletNum", _parse_int),
+        healthy=row.required_as("HealthyNum", _parse_int),
+        cloning=row.required_as("CloningNum", _parse_int),
+        unrecoverable=row.optional(_parse_int, "UnrecoverableNum") or 0,
+    )
+
+
+def parse_statistic(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> TabletHealth:
+    """The Total row of ``SHOW PROC '/statistic'`` (StatisticProcDir columns: ..., TabletNum,
+    ReplicaNum, UnhealthyTabletNum, InconsistentTabletNum, CloningTabletNum, BadTabletNum, ...)."""
+    row = _total_row(STATISTIC, columns, rows)
+    tablets = row.required_as("TabletNum", _parse_int)
+    return TabletHealth(
+        tablets=tablets,
+        healthy=tablets - row.required_as("UnhealthyTabletNum", _parse_int),
+        cloning=row.required_as("CloningTabletNum", _parse_int),
+        unrecoverable=row.optional(_parse_int, "BadTabletNum") or 0,
+        replicas=row.optional(_parse_int, "ReplicaNum"),
+        source=STATISTIC,
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # Statement building
 
@@ -655,6 +727,32 @@ class DorisClient:
 
     def show_brokers(self) -> list[Broker]:
         return parse_brokers(*self.query("SHOW BROKER"))
+
+    def show_tablet_health(self) -> TabletHealth:
+        """Tablet health from the tablet-health proc, or from ``/statistic`` where that is missing."""
+        try:
+            return parse_tablet_health(*self.query(TABLET_HEALTH))
+        except UnreachableError:
+            raise
+        except DorisError as err:
+            log.debug("%s failed (%s); reading %s", TABLET_HEALTH, err, STATISTIC)
+            return parse_statistic(*self.query(STATISTIC))
+
+    def show_statistic(self) -> TabletHealth:
+        return parse_statistic(*self.query(STATISTIC))
+
+    # -- session and frontend config -----------------------------------------------------------
+
+    def set_forward_to_master(self) -> None:
+        """SHOW FRONTENDS / BACKENDS / PROC of this session are answered by the master FE."""
+        self.execute("SET forward_to_master = true")
+
+    def set_frontend_config(self, key: str, value: bool) -> None:
+        """``ADMIN SET FRONTEND CONFIG`` for one key (Doris takes one per statement; a master-only key
+        such as disable_balance is forwarded to the master)."""
+        if not _CONFIG_KEY_RE.match(key):
+            raise ValueError(f"refusing unsafe config key {key!r}")
+        self.execute(f'ADMIN SET FRONTEND CONFIG ("{key}" = {_bool_literal(value)})')
 
     # -- frontends -----------------------------------------------------------------------------
 

@@ -168,6 +168,8 @@ class Executor:
     failed: set[tuple[str, str]] = field(default_factory=set)
     """(kind, name) of the objects an action failed on: later actions on them in this run are skipped
     (an object is not applied over when taking over its fields failed)."""
+    applied: set[tuple[str, str]] = field(default_factory=set)
+    """(kind, name) of the objects this run wrote with an apply."""
 
     async def run(self, actions: Iterable[Action]) -> None:
         for action in actions:
@@ -243,6 +245,7 @@ class Executor:
             return
         stored = await self.kube.apply(obj)
         self.writes += 1
+        self.applied.add((obj["kind"], obj["metadata"]["name"]))
         self.memory.remember(stored)
         if action.observed is None:
             await self.events.record(

@@ -1,6 +1,8 @@
 """The Doris side of scaling in: before a StatefulSet shrinks, its leaving BEs are decommissioned until
-they hold no tablet, and its leaving FE observers are dropped.  Doris (SHOW BACKENDS / FRONTENDS) is the
-record of progress, so a restarted operator carries on where it was."""
+the master FE confirms them empty or gone, and its leaving FE observers are dropped.  Doris (the
+master's SHOW BACKENDS / FRONTENDS) and the ``members`` annotation on the StatefulSet are the record
+of progress, so a restarted operator carries on where it was.  BEs and CNs are decided before FEs, so
+lowering FE and BE together never drops the FE that answers the BE questions first."""
 
 from __future__ import annotations
 
@@ -15,7 +17,17 @@ from ..builders import names
 from ..builders.config import ComponentConfig
 from ..builders.pod import election_number
 from ..doris import membership
-from ..doris.client import Credentials, DorisClient, DorisError, Timeouts, resolve_credentials
+from ..doris.client import (
+    Credentials,
+    DorisClient,
+    DorisError,
+    Timeouts,
+    UnreachableError,
+    resolve_credentials,
+)
+from ..doris.identity import Members, PodRef, dump_members, parse_members, remember
+from ..doris.master import MasterUnknownError, MasterView, open_master_view
+from .intent import MEMBERS, Annotate, annotations_of
 from .observed import Obj
 from .status import Findings
 
@@ -24,51 +36,95 @@ FE_ADDRESS_ANNOTATION = "doris.apache.org/fe-address"
 """``host:port`` of an FE's MySQL port, for an operator that can't resolve cluster DNS (local runs); honoured
 only with ``run --allow-fe-address-annotation``."""
 T = TypeVar("T")
+Record = Callable[[str, str, str], Awaitable[None]]
+MEMBERSHIP_ORDER: tuple[Component, ...] = ("be", "cn", "fe")
 
 
 def fe_endpoint(
     dc: DorisCluster, fe_config: ComponentConfig, allow_annotation: bool = False
 ) -> tuple[str, int]:
+    """Where to reach an FE.  The Service name carries no cluster domain (``<svc>.<ns>.svc`` resolves
+    through the pod's DNS search path in any domain).  The fe-address annotation counts only with
+    ``allow_annotation``; a malformed one is a ValueError naming it."""
     override = (dc.metadata.annotations or {}).get(FE_ADDRESS_ANNOTATION) if allow_annotation else None
     if override:
-        host, _, port = override.rpartition(":")
-        return host, int(port)
+        host, _, port = override.strip().rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"annotation {FE_ADDRESS_ANNOTATION} must be host:port, got {override!r}")
+        return host.strip("[]"), int(port)
     for _, spec in dc.components():
         endpoints = spec.fe_address.endpoints if spec.fe_address else None
         if dc.spec.fe_spec is None and endpoints is not None and endpoints.address:
             return endpoints.address[0], endpoints.port or fe_config.port("query_port")
-    service = f"{names.access_service(dc.name, 'fe')}.{dc.namespace}.svc.cluster.local"
+    service = f"{names.access_service(dc.name, 'fe')}.{dc.namespace}.svc"
     return service, fe_config.port("query_port")
 
 
 class FeSession:
-    """One MySQL connection to an FE for one reconcile, opened on first use (the client is blocking:
-    its calls run in a thread)."""
+    """One MySQL session for one reconcile, opened on first use, whose answers are the master FE's:
+    ``forward_to_master`` on, and an alive IsMaster row verified (else :class:`MasterUnknownError`).
+    The client is blocking: its calls run in a thread."""
 
     def __init__(
-        self, host: str, port: int, credentials: Callable[[], Awaitable[Credentials]], tls: bool = False
+        self,
+        host: str,
+        port: int,
+        credentials: Callable[[], Awaitable[Credentials]],
+        tls: bool = False,
+        *,
+        connect: Callable[[str, int, Credentials, Timeouts | None], DorisClient] = DorisClient.connect,
+        problem: str | None = None,
     ) -> None:
         self.host, self.port, self._credentials, self.tls = host, port, credentials, tls
+        if tls:  # every connection of the session, the master's too, over TLS (fe.conf enable_ssl)
+            plain = connect
+
+            def connect(h: str, p: int, c: Credentials, t: Timeouts | None = None) -> DorisClient:
+                return plain(h, p, c, t, tls=True)  # type: ignore[call-arg]
+
+        self._connect = connect
+        self._problem = problem
         self._client: DorisClient | None = None
+        self._view: MasterView | None = None
+
+    @classmethod
+    def unusable(cls, problem: str) -> FeSession:
+        """A session whose every call fails with ``problem`` (e.g. a malformed FE address)."""
+
+        async def none() -> Credentials:
+            return Credentials()
+
+        return cls("", 0, none, problem=problem)
+
+    async def _open(self) -> tuple[DorisClient, MasterView]:
+        if self._problem is not None:
+            raise UnreachableError(0, self._problem)
+        if self._client is None or self._view is None:
+            creds = await self._credentials()
+            client = await asyncio.to_thread(
+                self._connect, self.host, self.port, creds, Timeouts(connect=5, read=30, write=30)
+            )
+            try:
+                opened, view = await asyncio.to_thread(open_master_view, client, self._connect)
+            except BaseException:
+                await asyncio.to_thread(client.close)
+                raise
+            self._client, self._view = opened, view
+            return opened, view
+        return self._client, self._view
+
+    async def view(self) -> MasterView:
+        """The master's SHOW FRONTENDS, read when the session opened."""
+        return (await self._open())[1]
 
     async def call(self, fn: Callable[[DorisClient], T]) -> T:
-        if self._client is None:
-            creds = await self._credentials()
-            self._client = await asyncio.to_thread(
-                DorisClient.connect,
-                self.host,
-                self.port,
-                creds,
-                Timeouts(connect=5, read=30, write=30),
-                tls=self.tls,
-            )
-        client = self._client
+        client, _ = await self._open()
         return await asyncio.to_thread(fn, client)
 
     async def close(self) -> None:
         if self._client is not None:
             await asyncio.to_thread(self._client.close)
-            self._client = None
+        self._client, self._view = None, None
 
 
 async def credentials(
@@ -80,16 +136,56 @@ async def credentials(
     return resolve_credentials(decoded, (admin.name, admin.password) if admin and admin.name else None)
 
 
-def _pods(dc: DorisCluster, comp: Component, count: int, pods: list[Obj]) -> membership.Pods:
-    ips = {p["metadata"]["name"]: p.get("podIP") for p in pods}
-    out: dict[int, tuple[str, list[str]]] = {}
+def pod_refs(dc: DorisCluster, comp: Component, count: int, pods: list[Obj]) -> list[PodRef]:
+    """Ordinals ``0 .. count-1`` of the component's StatefulSet as Kubernetes sees them now."""
+    by_name = {p["metadata"]["name"]: p for p in pods}
+    sts = names.statefulset(dc.name, comp)
+    out = []
     for ordinal in range(count):
-        pod = f"{names.statefulset(dc.name, comp)}-{ordinal}"
-        hosts = [names.pod_fqdn(dc.name, comp, ordinal, dc.namespace)]
-        if ips.get(pod):
-            hosts.append(str(ips[pod]))
-        out[ordinal] = (pod, hosts)
+        name = f"{sts}-{ordinal}"
+        pod = by_name.get(name)
+        out.append(
+            PodRef(
+                ordinal=ordinal,
+                name=name,
+                service=names.internal_service(dc.name, comp),
+                namespace=dc.namespace,
+                ip=str(pod["podIP"]) if pod is not None and pod.get("podIP") else None,
+                exists=pod is not None,
+                ready=bool(pod and pod.get("ready")),
+                unschedulable=bool(pod and pod.get("unschedulable")),
+            )
+        )
     return out
+
+
+def members_of(live: Obj | None) -> Members:
+    return parse_members(annotations_of(live).get(MEMBERS))
+
+
+async def save_members(
+    annotate: Annotate | None, sts: Obj, old: Members, new: Members, findings: Findings, comp: str
+) -> bool:
+    """Write the records when they changed; False (and Degraded) when that failed."""
+    if annotate is None or new == old:
+        return True
+    try:
+        await annotate("StatefulSet", sts["metadata"]["name"], {MEMBERS: dump_members(new) if new else None})
+    except Exception as err:
+        findings.degrade(comp, "IntentNotRecorded", f"can't record the members on the StatefulSet: {err}")
+        return False
+    sts["metadata"].setdefault("annotations", {})[MEMBERS] = dump_members(new)
+    return True
+
+
+def _degrade_error(findings: Findings, comp: str, session: FeSession, err: Exception) -> None:
+    if isinstance(err, MasterUnknownError):
+        findings.degrade(comp, "MasterUnknown", f"not deciding on the FE's answer: {err.detail}")
+    elif isinstance(err, (DorisError, OSError)):
+        findings.degrade(comp, "FEUnreachable", f"can't ask the FE at {session.host}:{session.port}: {err}")
+    else:
+        log.exception("membership of %s", comp)
+        findings.degrade(comp, "MembershipError", f"{type(err).__name__}: {err}")
 
 
 async def reconcile_membership(
@@ -100,12 +196,16 @@ async def reconcile_membership(
     old_status: Obj,
     session: FeSession,
     findings: Findings,
-    record: Callable[[str, str, str], Awaitable[None]],
+    record: Record,
+    annotate: Annotate | None = None,
 ) -> None:
     """Set each desired StatefulSet's replicas to what is safe now, sending the statements that move
-    toward the spec.  Nothing is asked of Doris when no StatefulSet shrinks and nothing drains."""
-    for comp, spec in dc.components():
-        if comp == "broker":
+    toward the spec.  Doris is asked only when a StatefulSet shrinks or something drains; the pod IPs
+    are recorded every time (no Doris call), so an IP-registered BE is still known when its pod is down."""
+    specs = dict(dc.components())
+    for comp in MEMBERSHIP_ORDER:
+        spec = specs.get(comp)
+        if spec is None:
             continue
         sts_name = names.statefulset(dc.name, comp)
         live = observed.get(("StatefulSet", sts_name))
@@ -118,18 +218,25 @@ async def reconcile_membership(
             continue  # a HorizontalPodAutoscaler sets them (cnSpec.autoScalingPolicy)
         current = int(live["spec"].get("replicas") or 0)
         want = int(obj["spec"]["replicas"])
+        members = members_of(live)
+        try:
+            refs = pod_refs(dc, comp, current, pods)
+            seen = {o: m for o, m in remember(members, refs, {}).items() if o < max(current, want)}
+            if await save_members(annotate, live, members, seen, findings, comp):
+                members = seen
+        except Exception as err:
+            _degrade_error(findings, comp, session, err)
         draining = (old_status.get(f"{comp}Status") or {}).get("decommissioning")
-        if want >= current and not draining:
+        leaving = any(m.leaving for m in members.values())
+        if want >= current and not draining and not leaving:
             continue
         try:
             obj["spec"]["replicas"] = await _component(
-                dc, comp, spec, want, current, pods, session, findings, record
+                dc, comp, spec, want, current, pods, members, live, session, findings, record, annotate
             )
-        except (DorisError, OSError) as err:
+        except Exception as err:
             obj["spec"]["replicas"] = max(want, current)  # never shrink blind
-            findings.degrade(
-                comp, "FEUnreachable", f"can't ask the FE at {session.host}:{session.port}: {err}"
-            )
+            _degrade_error(findings, comp, session, err)
 
 
 async def _component(
@@ -139,27 +246,47 @@ async def _component(
     want: int,
     current: int,
     pods: list[Obj],
+    members: Members,
+    live: Obj,
     session: FeSession,
     findings: Findings,
-    record: Callable[[str, str, str], Awaitable[None]],
+    record: Record,
+    annotate: Annotate | None,
 ) -> int:
-    pod_names = _pods(dc, comp, max(want, current), pods)
+    refs = pod_refs(dc, comp, max(want, current), pods)
+    view = await session.view()
     if isinstance(spec, FeSpec):
-        frontends = await session.call(lambda c: c.show_frontends())
-        fe_plan = membership.plan_frontends(want, current, election_number(spec), pod_names, frontends)
+        fe_plan = membership.plan_frontends(
+            want, current, election_number(spec), refs, list(view.frontends), members
+        )
         if fe_plan.refused:
             findings.degrade(comp, "ScaleInRefused", fe_plan.refused)
+        if fe_plan.unknown:
+            findings.degrade(comp, "MembershipUnknown", "; ".join(fe_plan.unknown))
+        if not await save_members(annotate, live, members, fe_plan.members, findings, comp):
+            return current
         for host, port in fe_plan.drop_observers:
             await session.call(lambda c, h=host, p=port: c.drop_observer(h, p))  # type: ignore[misc]
             await record("Normal", "ObserverDropped", f"dropped FE observer {host}:{port} before scaling in")
+            if view.connected is not None and (view.connected.host, view.connected.edit_log_port) == (
+                host,
+                port,
+            ):
+                await session.close()  # that FE is gone: the next call opens a new session
         if fe_plan.drop_observers:
             findings.waiting[comp] = ("DroppingObservers", f"dropped {len(fe_plan.drop_observers)} observers")
         return fe_plan.replicas
     backends = await session.call(lambda c: c.show_backends())
-    plan = membership.plan_backends(want, current, pod_names, backends)
+    plan = membership.plan_backends(want, current, refs, backends, members)
+    if plan.registration:
+        log.debug("%s/%s %s registered by %s", dc.namespace, dc.name, comp, plan.registration)
     if plan.refused:
         findings.degrade(comp, "ScaleInRefused", plan.refused)
         return plan.replicas
+    if plan.unknown:
+        findings.degrade(comp, "MembershipUnknown", "; ".join(plan.unknown))
+    if not await save_members(annotate, live, members, plan.members, findings, comp):
+        return current  # no statement without its record
     if plan.cancel:
         await session.call(lambda c: c.cancel_decommission_backends(plan.cancel))
         await record("Normal", "DecommissionCanceled", f"{comp.upper()} kept: {_nodes(plan.cancel)}")
@@ -173,9 +300,12 @@ async def _component(
         left = ", ".join(f"{pod}: {n} tablets" for pod, n in sorted(plan.draining.items()))
         findings.waiting[comp] = ("Decommissioning", f"moving tablets off {left}")
         findings.draining[comp] = dict(plan.draining)
-    elif plan.replicas < current:
+    if plan.replicas < current:
         await record(
-            "Normal", "ScaledIn", f"{comp.upper()} {current} -> {plan.replicas}: the leaving BEs hold no data"
+            "Normal",
+            "ScaledIn",
+            f"{comp.upper()} {current} -> {plan.replicas}: the master FE confirms the leaving BEs "
+            "hold no data",
         )
     return plan.replicas
 

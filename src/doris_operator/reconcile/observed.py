@@ -15,6 +15,8 @@ ADOPTED_TEMPLATE = "doris.apache.org/adopted-template"
 wanted when it took it over.  While that is still what it wants, the pods keep the template they run
 (no restart); a change of the spec that changes the template rolls them onto the operator's own."""
 _SKIPPED_ANNOTATIONS = frozenset({"kubectl.kubernetes.io/last-applied-configuration"})
+KEPT_PREFIX = "doris.apache.org/"
+"""Annotations kept in the cache: the applied hash and the operator's recorded intent (reconcile.intent)."""
 
 
 def _meta(body: Any, child: bool = False) -> Obj:
@@ -25,11 +27,12 @@ def _meta(body: Any, child: bool = False) -> Obj:
         "namespace": meta.get("namespace"),
         "uid": meta.get("uid"),
         "labels": dict(meta.get("labels") or {}),
-        # children: every annotation, so a hand-edited one shows as drift; pods: only the applied hash
+        # children: every annotation, so a hand-edited one shows as drift; pods: the applied hash and
+        # the operator's recorded intent (reconcile.intent)
         "annotations": {
             k: v
             for k, v in annotations.items()
-            if (child and k not in _SKIPPED_ANNOTATIONS) or k == APPLIED_HASH
+            if (child and k not in _SKIPPED_ANNOTATIONS) or k.startswith(KEPT_PREFIX)
         },
         "generation": meta.get("generation"),
         "resourceVersion": meta.get("resourceVersion"),

@@ -31,6 +31,7 @@ from ..builders.config import resolve as resolve_config
 from ..doris.client import Credentials, DorisClient
 from ..k8s import Fence, Kube, NotLeading
 from .act import AppliedMemory, EventRecorder, Executor, WriteStatus, digest
+from .intent import Annotate, annotator
 from .membership import FE_ADDRESS_ANNOTATION, FeSession, credentials, fe_endpoint, reconcile_membership
 from .observed import Obj
 from .plan import keep_claim_templates, plan_children, plan_status
@@ -207,9 +208,16 @@ async def _converge(
                 f"the annotation {FE_ADDRESS_ANNOTATION} is ignored: the operator runs without "
                 f"--allow-fe-address-annotation; it connects to {host}:{port}",
             )
+    patch_annotations = annotator(ctx.kube, dc.namespace)
+
+    async def annotate(kind: str, name: str, values: dict[str, str | None]) -> None:
+        """The operator's intent, recorded on its objects before the statement it stands for."""
+        await patch_annotations(kind, name, values)
+        executor.writes += 1
+
     try:
         if session is not None:
-            replicas = await _membership(snap, session, findings, record, warn)
+            replicas = await _membership(snap, session, findings, record, warn, annotate)
         else:
             replicas = _never_shrink(snap)
         plan = plan_children(snap, replicas)
@@ -218,7 +226,7 @@ async def _converge(
         if session is None:
             return
         try:
-            await _rollout(snap, session, findings, record, executor, ctx)
+            await _rollout(snap, session, findings, record, executor, ctx, annotate)
         except (NotLeading, asyncio.CancelledError):
             raise
         except Exception as err:
@@ -249,13 +257,14 @@ async def _membership(
     findings: Findings,
     record: Callable[[str, str, str], Awaitable[None]],
     warn: Callable[[str, Exception], Awaitable[None]],
+    annotate: Annotate,
 ) -> dict[str, int]:
     """The safe replicas per StatefulSet, from the membership step run on a copy of the desired
     objects.  If it fails, no StatefulSet shrinks below what it runs."""
     desired = copy.deepcopy(snap.desired)
     try:
         await reconcile_membership(
-            snap.dc, desired, snap.children, snap.pods, snap.old_status, session, findings, record
+            snap.dc, desired, snap.children, snap.pods, snap.old_status, session, findings, record, annotate
         )
     except (NotLeading, asyncio.CancelledError):
         raise
@@ -276,6 +285,7 @@ async def _rollout(
     record: Callable[[str, str, str], Awaitable[None]],
     executor: Executor,
     ctx: Context,
+    annotate: Annotate,
 ) -> None:
     dc = snap.dc
     uids = {p["metadata"]["name"]: str(p["metadata"].get("uid") or "") for p in snap.pods}
@@ -286,7 +296,11 @@ async def _rollout(
         executor.writes += 1
 
     memory = ctx.rollouts.setdefault((dc.namespace, dc.name), RolloutMemory())
-    await reconcile_rollout(dc, snap.children, snap.pods, memory, session, findings, record, delete_pod)
+    # nothing is decided on a StatefulSet applied in this pass: its observed revision is from before
+    settling = {name for kind, name in executor.applied if kind == "StatefulSet"}
+    await reconcile_rollout(
+        dc, snap.children, snap.pods, memory, session, findings, record, delete_pod, annotate, settling
+    )
 
 
 async def _finish(

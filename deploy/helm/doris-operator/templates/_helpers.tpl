@@ -110,7 +110,7 @@ The operator's rules on the namespaced objects it reconciles. Every verb is used
   verbs: ["create", "patch"]
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["list", "watch", "delete"]
+  verbs: ["list", "watch", "patch", "delete"]
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["get"]
