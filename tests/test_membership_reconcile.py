@@ -141,7 +141,7 @@ async def test_errors_become_degraded_and_nothing_shrinks(fail: Exception, reaso
 
 def test_a_malformed_fe_address_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="must be host:port"):
-        fe_endpoint(cluster(3, 3, {FE_ADDRESS_ANNOTATION: "fe:notaport"}), ComponentConfig("fe"))
+        fe_endpoint(cluster(3, 3, {FE_ADDRESS_ANNOTATION: "fe:notaport"}), ComponentConfig("fe"), True)
     assert fe_endpoint(cluster(3, 3), ComponentConfig("fe")) == ("dc-fe-service.ns.svc", 9030)
 
 

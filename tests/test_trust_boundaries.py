@@ -233,7 +233,7 @@ async def _reconcile(body: dict[str, Any], allow: bool = False) -> FakeKube:
 def test_fe_address_annotation_needs_the_flag() -> None:
     cluster = parse_cluster(_doc(**{FE_ADDRESS_ANNOTATION: "10.1.2.3:9030"}))
     cfg = resolve_config("fe", cluster.spec.fe_spec, {})
-    assert fe_endpoint(cluster, cfg) == ("dc-fe-service.doris.svc.cluster.local", 9030)
+    assert fe_endpoint(cluster, cfg) == ("dc-fe-service.doris.svc", 9030)
     assert fe_endpoint(cluster, cfg, allow_annotation=True) == ("10.1.2.3", 9030)
 
 
@@ -241,7 +241,7 @@ async def test_fe_address_annotation_ignored_with_a_warning_event() -> None:
     kube = await _reconcile(_doc(**{FE_ADDRESS_ANNOTATION: "attacker.example:3306"}))
     warnings = [e for e in kube.events if e[1] == "FEAddressIgnored"]
     assert len(warnings) == 1 and warnings[0][0] == "Warning"
-    assert "dc-fe-service.doris.svc.cluster.local:9030" in warnings[0][2]
+    assert "dc-fe-service.doris.svc:9030" in warnings[0][2]
     assert "attacker.example" not in warnings[0][2]
     allowed = await _reconcile(_doc(**{FE_ADDRESS_ANNOTATION: "127.0.0.1:9030"}), allow=True)
     assert not [e for e in allowed.events if e[1] == "FEAddressIgnored"]
