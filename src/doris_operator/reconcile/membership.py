@@ -5,37 +5,23 @@ record of progress, so a restarted operator carries on where it was."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from ..access import FE_ADDRESS_ANNOTATION as FE_ADDRESS_ANNOTATION  # the FE endpoint and credentials
+from ..access import credentials as credentials  # live in ..access, shared with kubectl doris
+from ..access import fe_endpoint as fe_endpoint
 from ..api.doriscluster import BaseSpec, Component, DorisCluster, FeSpec
 from ..builders import names
-from ..builders.config import ComponentConfig
 from ..builders.pod import election_number
 from ..doris import membership
-from ..doris.client import Credentials, DorisClient, DorisError, Timeouts, resolve_credentials
+from ..doris.client import Credentials, DorisClient, DorisError, Timeouts
 from .observed import Obj
 from .status import Findings
 
 log = logging.getLogger(__name__)
-FE_ADDRESS_ANNOTATION = "doris.apache.org/fe-address"
-"""``host:port`` of an FE's MySQL port, for an operator that can't resolve cluster DNS (local runs)."""
 T = TypeVar("T")
-
-
-def fe_endpoint(dc: DorisCluster, fe_config: ComponentConfig) -> tuple[str, int]:
-    override = (dc.metadata.annotations or {}).get(FE_ADDRESS_ANNOTATION)
-    if override:
-        host, _, port = override.rpartition(":")
-        return host, int(port)
-    for _, spec in dc.components():
-        endpoints = spec.fe_address.endpoints if spec.fe_address else None
-        if dc.spec.fe_spec is None and endpoints is not None and endpoints.address:
-            return endpoints.address[0], endpoints.port or fe_config.port("query_port")
-    service = f"{names.access_service(dc.name, 'fe')}.{dc.namespace}.svc.cluster.local"
-    return service, fe_config.port("query_port")
 
 
 class FeSession:
@@ -59,15 +45,6 @@ class FeSession:
         if self._client is not None:
             await asyncio.to_thread(self._client.close)
             self._client = None
-
-
-async def credentials(
-    dc: DorisCluster, secret_data: Callable[[str], Awaitable[dict[str, str] | None]]
-) -> Credentials:
-    data = await secret_data(dc.spec.auth_secret) if dc.spec.auth_secret else None
-    decoded = {k: base64.b64decode(v) for k, v in data.items()} if data else None
-    admin = dc.spec.admin_user
-    return resolve_credentials(decoded, (admin.name, admin.password) if admin and admin.name else None)
 
 
 def _pods(dc: DorisCluster, comp: Component, count: int, pods: list[Obj]) -> membership.Pods:

@@ -351,7 +351,7 @@ def _keep_claim_templates(obj: Obj, observed: Obj) -> tuple[Obj, list[str]]:
         or any(
             t["spec"].get(key) is not None
             and t["spec"].get(key) != by_name[t["metadata"]["name"]]["spec"].get(key)
-            for key in ("resources", "storageClassName")
+            for key in ("resources", "storageClassName", "accessModes", "volumeMode")
         )
     ]
     obj = copy.deepcopy(obj)
