@@ -120,7 +120,9 @@ def _access_service(spec: BaseSpec, base: str, child: Obj, seg: list[Segment], v
             if len(seg) > 2:
                 return _key(f"{svc}.{field}", str(seg[2]))
             return _map_entry(f"{svc}.{field}", getattr(spec.service, field, None), value)
-    if seg[:2] == ["spec", "ports"] and len(seg) > 2 and isinstance(seg[2], int):
+    if seg[:2] == ["spec", "ports"] and (len(seg) == 2 or not isinstance(seg[2], int)):
+        return _config_source(spec, base)  # the ports as a whole: they come from the conf file
+    if seg[:2] == ["spec", "ports"] and isinstance(seg[2], int):
         ports = child["spec"].get("ports") or []
         port = ports[seg[2]] if seg[2] < len(ports) else {}
         if seg[3:4] == ["nodePort"] and spec.service is not None:
