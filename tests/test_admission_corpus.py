@@ -596,3 +596,57 @@ def test_official_sample_admitted_stored_and_rendered(
     ports = {c: {p.number for p in resolve(c, s, config_maps).ports()} for c, s in dc.components()}
     assert len(compat.assert_honoured(sample.manifest, objects, ports)) >= 4
     kubectl("delete", "dcr", sample.manifest["metadata"]["name"], "-n", namespace, "--wait=false")
+
+
+# ---- children that exist ---------------------------------------------------------------------------------
+
+
+def test_existing_children_are_checked_as_the_update_the_operator_makes(
+    kubectl: Kubectl, namespace: str, webhook: WebhookProcess
+) -> None:
+    """With its StatefulSet, Services and PodDisruptionBudget applied (as the operator applies them),
+    an update is dry-run as the update the operator would make: a larger volume is fine (the operator
+    keeps the immutable volumeClaimTemplates), a node port another Service holds is not."""
+    pv = {**PV, "persistentVolumeClaimSpec": {**PV["persistentVolumeClaimSpec"], "storageClassName": None}}
+    pv["persistentVolumeClaimSpec"] = {
+        k: v for k, v in pv["persistentVolumeClaimSpec"].items() if v is not None
+    }
+    base = doris("live", namespace, beSpec={"persistentVolumes": [pv]})
+    assert apply(kubectl, base).returncode == 0
+    for obj in build(parse_cluster(kubectl.json("dcr", "live", "-n", namespace))):
+        if obj["kind"] in ("StatefulSet", "Service", "PodDisruptionBudget"):
+            obj["metadata"].pop("ownerReferences", None)
+            kubectl(
+                "apply", "--server-side", "--field-manager=doris-operator", "-n", namespace, "-f", "-",
+                input=yaml.safe_dump(obj),
+            )  # fmt: skip
+    grown = copy.deepcopy(base)
+    grown["spec"]["beSpec"]["persistentVolumes"][0]["persistentVolumeClaimSpec"]["resources"]["requests"][
+        "storage"
+    ] = "20Gi"
+    result = apply(kubectl, grown)
+    assert result.returncode == 0, result.stderr
+    assert "could not be checked" not in result.stderr, result.stderr
+    # a node port another Service holds: only the apiserver knows
+    other = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "holder"},
+        "spec": {"type": "NodePort", "selector": {"a": "b"}, "ports": [{"port": 80, "nodePort": 31200}]},
+    }
+    kubectl.apply(other, namespace)
+    taken = copy.deepcopy(grown)
+    taken["spec"]["feSpec"]["service"] = {
+        "type": "NodePort",
+        "servicePorts": [{"nodePort": 31200, "targetPort": 9030}],
+    }
+    result = apply(kubectl, taken)
+    assert result.returncode != 0, result.stderr
+    assert (
+        "spec.feSpec.service.servicePorts[0].nodePort: " in result.stderr
+        and "already allocated" in result.stderr
+    )
+    labelled = copy.deepcopy(grown)
+    labelled["spec"]["beSpec"]["podLabels"] = {"team": "a b"}
+    result = apply(kubectl, labelled)
+    assert result.returncode != 0 and "spec.beSpec.podLabels[team]: " in result.stderr, result.stderr
