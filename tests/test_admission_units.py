@@ -4,6 +4,7 @@ pods, the old object) in webhook/checks.py."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from typing import Any
 
@@ -265,3 +266,47 @@ def test_access_modes_and_volume_mode_of_an_existing_volume_cant_change() -> Non
         "ReadWriteOnce"
     ]
     assert list(admission.update_problems(old, same)) == []  # the default, written down
+
+
+class Unreachable:
+    """An apiserver client that can't connect, or (slow=True) never answers a dry-run."""
+
+    def __init__(self, slow: bool = False) -> None:
+        self.slow = slow
+
+    async def get(self, *args: Any, **kwargs: Any) -> Any:
+        raise OSError("connection refused")
+
+    def list(self, *args: Any, **kwargs: Any) -> Any:
+        async def items() -> Any:
+            if not self.slow:
+                raise OSError("connection refused")
+            for item in ():
+                yield item
+
+        return items()
+
+    async def patch(self, *args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(30)
+
+
+def test_the_apiserver_unreachable_or_slow_never_refuses() -> None:
+    live = admission.validate_doris_cluster_live
+    with_cm = cluster(configMapInfo={"configMapName": "be-conf"})
+    verdict = asyncio.run(live(Request("u", "CREATE", with_cm, None, "doris", "dc"), Unreachable(), 5))
+    assert verdict.allowed
+    assert (
+        "the ConfigMaps and pods could not be read (connection refused): they were not checked"
+        in verdict.warnings
+    )
+    verdict = asyncio.run(live(Request("u", "CREATE", GOOD, None, "doris", "dc"), Unreachable(), 5))
+    assert verdict.allowed and any(
+        "dry-run of the StatefulSets and Services failed" in w for w in verdict.warnings
+    )
+    verdict = asyncio.run(
+        live(Request("u", "CREATE", GOOD, None, "doris", "dc"), Unreachable(slow=True), 0.5)
+    )
+    assert verdict.allowed and any("did not finish in time" in w for w in verdict.warnings)
+    bad = cluster(podLabels={"ok": "yes"}, requests={"cpu": 8}, limits={"cpu": 4})
+    verdict = asyncio.run(live(Request("u", "CREATE", bad, None, "doris", "dc"), Unreachable(), 5))
+    assert [p.path for p in verdict.problems] == ["spec.beSpec.requests.cpu"]  # the other checks still hold

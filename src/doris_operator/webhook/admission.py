@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -22,6 +23,7 @@ from ..api.validation import InvalidResource, Problem, parse_cluster, parse_quan
 from ..builders.pod import DEFAULT_ELECTION_NUMBER
 from . import checks, live
 
+log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 Operation = Literal["CREATE", "UPDATE", "DELETE", "CONNECT"]
 REVIEW_API_VERSION = "admission.k8s.io/v1"
@@ -381,13 +383,17 @@ async def validate_doris_cluster_live(req: Request, client: Any, timeout: float 
     namespace = req.namespace or str((obj.get("metadata") or {}).get("namespace") or "default")
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout * LIVE_BUDGET
+    trouble = ""
     try:
         facts = await asyncio.wait_for(live.gather(client, obj, old, namespace), deadline - loop.time())
     except TimeoutError:
-        facts = None
+        facts, trouble = None, "in time"
+    except Exception as err:  # the apiserver unreachable, say: never a reason to refuse
+        log.warning("reading the ConfigMaps and pods of %s/%s failed: %s", namespace, req.name, err)
+        facts, trouble = None, f"({err})"
     verdict = validate_doris_cluster(req, facts)
     if facts is None:
-        verdict.warnings.append("the ConfigMaps and pods could not be read in time: they were not checked")
+        verdict.warnings.append(f"the ConfigMaps and pods could not be read {trouble}: they were not checked")
         return verdict
     if not verdict.allowed:
         return verdict
@@ -401,6 +407,10 @@ async def validate_doris_cluster_live(req: Request, client: Any, timeout: float 
             "the dry-run of the StatefulSets and Services did not finish in time: Kubernetes' own "
             "validation of them was not run"
         )
+        return verdict
+    except Exception as err:
+        log.exception("the dry-run of the children of %s/%s failed", namespace, req.name)
+        verdict.warnings.append(f"the dry-run of the StatefulSets and Services failed ({err}): not run")
         return verdict
     verdict.problems.extend(problems)
     verdict.warnings.extend(warnings)
