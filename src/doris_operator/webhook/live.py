@@ -28,8 +28,8 @@ from lightkube.resources.core_v1 import ConfigMap, Pod, Service
 from lightkube.resources.policy_v1 import PodDisruptionBudget
 from lightkube.types import PatchType
 
-from ..api.doriscluster import COMPONENTS, DorisCluster
-from ..api.validation import Problem
+from ..api.doriscluster import COMPONENTS, Component, DorisCluster
+from ..api.validation import Problem, object_name_problem
 from ..builders import build, names, paths
 from ..k8s import FIELD_MANAGER
 from ..reconcile.pipeline import _keep_claim_templates
@@ -42,7 +42,7 @@ DRY_RUN: dict[str, Any] = {
     "Service": Service,
     "PodDisruptionBudget": PodDisruptionBudget,
 }
-STATEFUL = ("fe", "be", "cn")
+STATEFUL: tuple[Component, ...] = ("fe", "be", "cn")
 """Components whose pods hold data or stay registered in Doris: never removed while pods run."""
 
 _TYPED = re.compile(r"failed to create typed patch object \([^)]*\): (.*)$", re.DOTALL)
@@ -81,12 +81,10 @@ async def _config_map(client: AsyncClient, name: str, namespace: str, facts: Fac
     facts.config_maps[name] = dict(cm.data or {})
 
 
-async def _running(client: AsyncClient, cluster: str, comp: str, namespace: str, facts: Facts) -> None:
+async def _running(client: AsyncClient, cluster: str, comp: Component, namespace: str, facts: Facts) -> None:
+    selector: dict[str, Any] = dict(names.selector_labels(cluster, comp))
     try:
-        pods = [
-            p
-            async for p in client.list(Pod, namespace=namespace, labels=names.selector_labels(cluster, comp))  # type: ignore[arg-type]
-        ]
+        pods = [p async for p in client.list(Pod, namespace=namespace, labels=selector)]
     except ApiError as err:
         facts.unchecked.append(f"the pods of spec.{comp}Spec could not be listed ({_why(err)})")
         return
@@ -119,7 +117,7 @@ def referenced_config_maps(obj: Obj) -> set[str]:
         for cm in info.get("configMaps") or []:
             if isinstance(cm, dict) and isinstance(cm.get("configMapName"), str) and cm["configMapName"]:
                 out.add(cm["configMapName"])
-    return out
+    return {name for name in out if object_name_problem("", name, "ConfigMap") is None}
 
 
 async def gather(client: AsyncClient, obj: Obj, old: Obj | None, namespace: str) -> Facts:
