@@ -650,3 +650,23 @@ def test_existing_children_are_checked_as_the_update_the_operator_makes(
     labelled["spec"]["beSpec"]["podLabels"] = {"team": "a b"}
     result = apply(kubectl, labelled)
     assert result.returncode != 0 and "spec.beSpec.podLabels[team]: " in result.stderr, result.stderr
+
+
+def test_the_older_address_spelling_is_kept_and_read(
+    kubectl: Kubectl, namespace: str, webhook: WebhookProcess
+) -> None:
+    """``feAddress.endpoints[":address"]`` (every official release up to 25.8.0): not pruned, accepted by
+    CEL (which can't read the key) and by the webhook, and used as the FE address."""
+    endpoints = {":address": ["fe-0.fe.other.svc"], "port": 9030}
+    obj = doris("legacy-address", namespace, feSpec=None, beSpec={"feAddress": {"endpoints": endpoints}})
+    result = apply(kubectl, obj)
+    assert result.returncode == 0, result.stderr
+    assert "endpoints[':address'] is read as endpoints.address" in result.stderr
+    stored = kubectl.json("dcr", "legacy-address", "-n", namespace)
+    assert stored["spec"]["beSpec"]["feAddress"]["endpoints"] == endpoints
+    sts = next(o for o in build(parse_cluster(stored)) if o["kind"] == "StatefulSet")
+    env = {e["name"]: e.get("value") for e in sts["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["ENV_FE_ADDR"] == "fe-0.fe.other.svc"
+    empty = doris("no-address", namespace, feSpec=None, beSpec={"feAddress": {"endpoints": {"address": []}}})
+    refused = apply(kubectl, empty)
+    assert refused.returncode != 0 and "BE, CN and Broker need an FE" in refused.stderr
