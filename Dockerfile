@@ -1,25 +1,35 @@
 # syntax=docker/dockerfile:1
-# The doris-operator image: a wheel built from this checkout, installed with its dependencies into a venv,
-# copied into a slim Python runtime that runs as a numeric non-root user. Nothing writes outside /tmp, so
-# the container runs with readOnlyRootFilesystem: true (mount an emptyDir at /tmp).
+# The doris-operator image: the runtime dependencies from requirements.lock (exact versions, every file
+# checked against its sha256: pip --require-hashes) and a wheel built from this checkout, in a venv copied
+# into a slim Python runtime that runs as a numeric non-root user. Nothing writes outside /tmp, so the
+# container runs with readOnlyRootFilesystem: true (mount an emptyDir at /tmp).
 #
 #   docker build -t doris-operator:0.1.0 .
 #   docker run --rm -i doris-operator:0.1.0 render -f - < examples/doriscluster-sample.yaml
+#
+# The base image is pinned by digest (a tag can be pushed again; a digest can't). Update both together:
+#   docker buildx imagetools inspect python:3.11.11-slim-bookworm   # the index digest
+# requirements.lock and requirements-build.lock are regenerated with `make lock` (uv pip compile).
 
-ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
+ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm@sha256:081075da77b2b55c23c088251026fb69a7b2bf92471e491ff5fd75c192fd38e5
 
-# ---- build: the wheel, then a venv with it and its dependencies -----------------------------------------
+# ---- build: the locked dependencies into a venv, then the wheel of this checkout -------------------------
 FROM ${PYTHON_IMAGE} AS builder
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /src
+COPY requirements.lock requirements-build.lock ./
+# The build backend (setuptools, wheel) is locked too: no unpinned download through build isolation.
+RUN python -m pip install --require-hashes --no-deps -r requirements-build.lock \
+    && python -m venv /opt/venv \
+    && /opt/venv/bin/pip install --require-hashes --no-deps --only-binary :all: -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
-    && python -m venv /opt/venv \
-    && /opt/venv/bin/pip install /wheels/*.whl \
+RUN python -m pip wheel --no-deps --no-build-isolation --wheel-dir /wheels . \
+    && /opt/venv/bin/pip install --no-deps /wheels/*.whl \
+    && /opt/venv/bin/pip check \
     && /opt/venv/bin/python -m pip uninstall --yes setuptools pip
 # pip install compiled the .pyc files: kept, they make start-up faster and nothing needs to write them
 

@@ -24,13 +24,16 @@ cluster-env:
 	@$(LOCALCLUSTER) env --state-dir $(CLUSTER_STATE_DIR)
 
 # ---- project -------------------------------------------------------------------------------------------
-.PHONY: venv lint test test-fast crds helm demo
+.PHONY: venv lint test test-fast crds helm demo lock
 
 VENV_STAMP = .venv/.installed
 
-$(VENV_STAMP): pyproject.toml sim/pyproject.toml
+# The runtime dependencies come from requirements.lock, hash-checked, exactly as the image installs them;
+# then the project (editable), its dev extra and the simulator.
+$(VENV_STAMP): pyproject.toml sim/pyproject.toml requirements.lock
 	test -x .venv/bin/python || python3 -m venv .venv
 	.venv/bin/python -m pip install --quiet --upgrade pip
+	.venv/bin/python -m pip install --quiet --require-hashes --no-deps -r requirements.lock
 	.venv/bin/python -m pip install --quiet -e '.[dev]' -e ./sim
 	touch $(VENV_STAMP)
 
@@ -56,6 +59,14 @@ test: lint
 
 test-fast: venv
 	$(PYTHON) -m pytest -ra -m "not cluster"
+
+# Regenerate the hashed lock files of the runtime dependencies and of the build backend (uv from PyPI).
+UV_COMPILE = .venv/bin/uv pip compile --generate-hashes --python-version 3.11 --universal --quiet \
+	--custom-compile-command "make lock"
+lock: venv
+	test -x .venv/bin/uv || .venv/bin/python -m pip install --quiet uv
+	$(UV_COMPILE) pyproject.toml -o requirements.lock
+	printf 'setuptools>=69\nwheel\n' | $(UV_COMPILE) - -o requirements-build.lock
 
 demo: venv
 	$(PYTHON) hack/demo.py $(ARGS)

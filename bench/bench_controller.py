@@ -221,6 +221,7 @@ class Operator:
             str(resync),
             "--workers",
             str(workers),
+            "--allow-fe-address-annotation",  # local runs: as tests/harness.py
         ]
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -82,6 +82,8 @@ def main() -> int:
                 "127.0.0.1",
                 "--metrics-port",
                 str(port),
+                # the simulated FE listens on 127.0.0.1, named by the fe-address annotation: local runs only
+                "--allow-fe-address-annotation",
             ],
             env=cluster.env(),
             stdout=log,

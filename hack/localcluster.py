@@ -876,10 +876,12 @@ class LocalCluster:
             f"--service-account-signing-key-file={pki['sa.key']}",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
             "--allow-privileged=true",
-            # on top of the default set (which already has the webhooks and ValidatingAdmissionPolicy)
+            # on top of the default set (which already has the webhooks and ValidatingAdmissionPolicy);
+            # OwnerReferencesPermissionEnforcement as on OpenShift: setting blockOwnerDeletion needs
+            # update on the owner's finalizers subresource, so a missing grant shows up here
             "--enable-admission-plugins=NamespaceLifecycle,LimitRanger,ServiceAccount,"
             "DefaultTolerationSeconds,MutatingAdmissionWebhook,ValidatingAdmissionPolicy,"
-            "ValidatingAdmissionWebhook,ResourceQuota",
+            "ValidatingAdmissionWebhook,ResourceQuota,OwnerReferencesPermissionEnforcement",
             # kubectl logs/exec go to the fake node's kubelet endpoint: kwok on 127.0.0.1
             f"--kubelet-client-certificate={pki['admin.crt']}",
             f"--kubelet-client-key={pki['admin.key']}",

@@ -86,14 +86,22 @@ class Kubectl:
 
 
 class Operator:
-    """``doris-operator run`` in its own process, as it runs in a pod."""
+    """``doris-operator run`` in its own process, as it runs in a pod.  With ``allow_fe_address`` (the
+    default) it runs with ``--allow-fe-address-annotation``: the tests point it at the simulated FE on
+    127.0.0.1 with the annotation (cluster DNS doesn't resolve here)."""
 
-    def __init__(self, cluster: Any, log_dir: Path, *extra: str, name: str = "operator") -> None:
+    def __init__(
+        self, cluster: Any, log_dir: Path, *extra: str, name: str = "operator", allow_fe_address: bool = True
+    ) -> None:
         self.cluster = cluster
         self.extra = list(extra)
+        if allow_fe_address and "--allow-fe-address-annotation" not in self.extra:
+            self.extra.append("--allow-fe-address-annotation")
         self.log_path = log_dir / f"{name}.log"
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        self.command: list[str] = [sys.executable, "-m", "doris_operator"]
+        """What runs the operator (a clean install's console script, say)."""
 
     def start(self) -> Operator:
         env = dict(self.cluster.env())
@@ -101,9 +109,7 @@ class Operator:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "doris_operator",
+                *self.command,
                 "run",
                 "--metrics-host",
                 "127.0.0.1",

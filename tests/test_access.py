@@ -48,7 +48,10 @@ def test_fe_endpoint_in_order_annotation_external_fe_service() -> None:
     assert access.fe_endpoint_at(parse_cluster(external)) == access.FeEndpoint("fe.example", 9031, True)
     annotated = manifest()
     annotated["metadata"]["annotations"] = {access.FE_ADDRESS_ANNOTATION: "127.0.0.1:40001"}
-    assert access.fe_endpoint_at(parse_cluster(annotated)) == access.FeEndpoint("127.0.0.1", 40001, True)
+    honoured = access.fe_endpoint_at(parse_cluster(annotated), allow_annotation=True)
+    assert honoured == access.FeEndpoint("127.0.0.1", 40001, True)
+    # the operator honours it only with --allow-fe-address-annotation
+    assert not access.fe_endpoint_at(parse_cluster(annotated)).direct
     config = ComponentConfig("fe", {"query_port": "19030"})
     assert access.fe_endpoint(parse_cluster(manifest()), config) == (
         "dc-fe-service.doris.svc.cluster.local",

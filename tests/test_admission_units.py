@@ -233,7 +233,7 @@ def test_privileged_init_and_referenced_config_maps() -> None:
     )
     warnings = admission.validate_doris_cluster(Request("u", "CREATE", doc, None, "doris", "dc")).warnings
     assert any(
-        w.startswith("spec.beSpec.systemInitialization: runs a privileged init container") for w in warnings
+        w.startswith("spec.beSpec.systemInitialization: its init container runs privileged") for w in warnings
     )
     assert referenced_config_maps(doc) == {"be-conf", "extra"}
     missing = admission.validate_doris_cluster(

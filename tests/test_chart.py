@@ -5,15 +5,17 @@ RBAC (as the chart's ServiceAccount) through create, scale-out and delete of the
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from doris_operator.reconcile.membership import FE_ADDRESS_ANNOTATION
+from doris_sim.images import ImageDriver
 from harness import ROOT, Kubectl, Operator, eventually, free_port, names_of, sample, status
 from identity import ServiceAccountIdentity
 
@@ -30,10 +32,13 @@ Doc = dict[str, Any]
 OPERATOR_RULES = {
     ("doris.selectdb.com", "dorisclusters"): {"list", "watch"},
     ("doris.selectdb.com", "dorisclusters/status"): {"patch"},
+    ("doris.selectdb.com", "dorisclusters/finalizers"): {"update"},
+    ("doris.selectdb.com", "dorisinitializers"): {"get", "list", "watch"},
+    ("doris.selectdb.com", "dorisinitializers/status"): {"patch"},
     ("apps", "statefulsets"): {"list", "watch", "create", "patch", "delete"},
     ("", "services"): {"list", "watch", "create", "patch", "delete"},
     ("policy", "poddisruptionbudgets"): {"list", "watch", "create", "patch", "delete"},
-    ("", "secrets"): {"get", "list", "watch", "create", "patch", "delete"},
+    ("", "secrets"): {"get", "create", "patch"},
     ("", "pods"): {"list", "watch", "delete"},
     ("", "configmaps"): {"get"},
     ("", "events"): {"create"},
@@ -153,16 +158,14 @@ def test_namespaced_mode_renders_roles_per_namespace(helm: Path) -> None:
         assert binding["roleRef"]["name"] == "doris-operator"
         assert binding["subjects"][0]["namespace"] == "ops"
     assert ("ops", "doris-operator-leader-election") in roles
-    # The only ClusterRole left is the webhook's, and it holds cluster-scoped resources only.
+    # The only ClusterRole left is the webhook's: get and patch of this release's two configurations.
     cluster_roles = of_kind(docs, "ClusterRole")
     assert [r["metadata"]["name"] for r in cluster_roles] == ["doris-operator-webhook"]
     assert {res for (_, res) in granted(cluster_roles[0])} == {
         "validatingwebhookconfigurations",
         "mutatingwebhookconfigurations",
-        "validatingadmissionpolicies",
-        "validatingadmissionpolicybindings",
-        "selfsubjectreviews",
     }
+    assert all(r.get("resourceNames") == ["doris-operator"] for r in cluster_roles[0]["rules"])
     args = container(docs)["args"]
     assert "--namespace=a" in args and "--namespace=b" in args
     assert not of_kind(render(helm, "watchNamespaces={a,b}"), "ClusterRole")
@@ -193,6 +196,10 @@ def test_deployment_security_and_probes(helm: Path) -> None:
     assert {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}} in pod["volumes"]
     assert c["image"] == "doris-operator:0.1.0" and c["imagePullPolicy"] == "IfNotPresent"
     assert c["args"][:2] == ["run", "--metrics-port=8080"]
+    assert "--allow-fe-address-annotation" not in c["args"], "the annotation is off in the chart"
+    assert "--allow-privileged-pod-templates" not in c["args"]
+    allowed = container(render(helm, "podSecurity.allowPrivilegedPodTemplates=true"))["args"]
+    assert "--allow-privileged-pod-templates" in allowed
     assert "--lease-namespace=ops" in c["args"]
     pdb = one(docs, "PodDisruptionBudget")
     assert pdb["spec"]["minAvailable"] == 1
@@ -230,15 +237,22 @@ def test_webhook_off_and_on(helm: Path) -> None:
         "--webhook-config-name=doris-operator",
         "--webhook-policy-name=doris-operator-managed-statefulsets",
         "--webhook-secret-name=doris-operator-webhook-cert",
+        "--webhook-ca-bundle-only",
+        "--webhook-no-policy",
     ):
         assert arg in c["args"]
     wh = one(on, "ClusterRole", "doris-operator-webhook")
+    # No create of admission objects (the chart owns them), get/patch only by name.
     assert granted(wh) == {
-        ("admissionregistration.k8s.io", "validatingwebhookconfigurations"): {"create", "get", "patch"},
-        ("admissionregistration.k8s.io", "mutatingwebhookconfigurations"): {"create", "get", "patch"},
-        ("admissionregistration.k8s.io", "validatingadmissionpolicies"): {"create", "patch"},
-        ("admissionregistration.k8s.io", "validatingadmissionpolicybindings"): {"create", "patch"},
-        ("authentication.k8s.io", "selfsubjectreviews"): {"create"},
+        ("admissionregistration.k8s.io", "validatingwebhookconfigurations"): {"get", "patch"},
+        ("admissionregistration.k8s.io", "mutatingwebhookconfigurations"): {"get", "patch"},
+    }
+    assert all(r["resourceNames"] == ["doris-operator"] for r in wh["rules"])
+    assert {d["kind"] for d in on if d["kind"].startswith(("Validating", "Mutating"))} == {
+        "ValidatingWebhookConfiguration",
+        "MutatingWebhookConfiguration",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
     }
     secret_role = one(on, "Role", "doris-operator-webhook")
     assert granted(secret_role) == {("", "secrets"): {"create", "get", "update"}}
@@ -252,6 +266,10 @@ def test_webhook_off_and_on(helm: Path) -> None:
     assert "doris-operator-webhook.ops.svc" in cert["spec"]["dnsNames"]
     assert one(cm, "Issuer")["spec"] == {"selfSigned": {}}
     assert "--webhook-cert-dir=/etc/webhook/tls" in container(cm)["args"]
+    assert "--webhook-no-install" in container(cm)["args"]
+    assert not [r for r in of_kind(cm, "ClusterRole") if r["metadata"]["name"] == "doris-operator-webhook"]
+    injected = one(cm, "ValidatingWebhookConfiguration")["metadata"]["annotations"]
+    assert injected == {"cert-manager.io/inject-ca-from": "ops/doris-operator-webhook"}
     assert {"name": "webhook-tls", "mountPath": "/etc/webhook/tls", "readOnly": True} in container(cm)[
         "volumeMounts"
     ]
@@ -265,6 +283,31 @@ def test_webhook_off_and_on(helm: Path) -> None:
     )
     assert not of_kind(issuer, "Issuer")
     assert one(issuer, "Certificate")["spec"]["issuerRef"] == {"name": "ca", "kind": "ClusterIssuer"}
+
+
+def test_secret_write_policy(helm: Path) -> None:
+    """Rendered where the apiserver has ValidatingAdmissionPolicy v1; it exempts nothing but the
+    generated admin Secrets and the webhook certificate, for the release's ServiceAccount only."""
+    assert not [d for d in render(helm) if "operator-secrets" in d["metadata"]["name"]]
+    vap = "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy"
+    args = ["template", "doris-operator", str(CHART), "--namespace", "ops", "--api-versions", vap,
+            "--set", "watchNamespaces={a}"]  # fmt: skip
+    docs = [d for d in yaml.safe_load_all(run_helm(helm, *args).stdout) if d]
+    policy = one(docs, "ValidatingAdmissionPolicy", "doris-operator-operator-secrets")
+    conditions = {c["name"]: c["expression"] for c in policy["spec"]["matchConditions"]}
+    assert (
+        conditions["the-operator"]
+        == 'request.userInfo.username == "system:serviceaccount:ops:doris-operator"'
+    )
+    assert '"doris-operator-webhook-cert"' in conditions["not-the-webhook-certificate"]
+    assert "endsWith('-admin-user')" in policy["spec"]["validations"][0]["expression"]
+    binding = one(docs, "ValidatingAdmissionPolicyBinding", "doris-operator-operator-secrets")
+    values = binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"][0]["values"]
+    assert values == ["a"]
+    off = [*args, "--set", "secretWritePolicy=false"]
+    assert not [
+        d for d in yaml.safe_load_all(run_helm(helm, *off).stdout) if d and "secrets" in d["metadata"]["name"]
+    ]
 
 
 def test_service_monitor_is_optional(helm: Path) -> None:
@@ -288,7 +331,8 @@ def test_generated_manifests_are_up_to_date(helm: Path) -> None:
     assert have == want, "deploy/manifests/doris-operator.yaml is stale: run deploy/generate.py"
     docs = [d for d in yaml.safe_load_all(have) if d]
     assert one(docs, "Namespace")["metadata"]["name"] == "doris-operator"
-    assert one(docs, "CustomResourceDefinition")["metadata"]["name"] == "dorisclusters.doris.selectdb.com"
+    crds = {d["metadata"]["name"] for d in docs if d.get("kind") == "CustomResourceDefinition"}
+    assert {"dorisclusters.doris.selectdb.com", "dorisinitializers.doris.selectdb.com"} <= crds
     assert one(docs, "Deployment")["metadata"]["namespace"] == "doris-operator"
     assert one(docs, "ClusterRole", "doris-operator")
 
@@ -318,25 +362,161 @@ def _strip_resources(doc: Doc) -> Doc:
     return doc
 
 
-@pytest.fixture
-def release(kube_cluster: Any, kubectl: Kubectl, helm: Path) -> Iterator[tuple[str, str]]:
-    namespace = kubectl.new_namespace("dop")
-    name = f"chart-{namespace}"  # cluster-scoped objects (ClusterRoles, webhook configurations) are unique
-    kc = str(kube_cluster.kubeconfig)
-    try:
-        yield namespace, name
-    finally:
-        for kind, obj in (
-            ("validatingwebhookconfiguration", name),
-            ("mutatingwebhookconfiguration", name),
-            ("validatingadmissionpolicybinding", f"{name}-managed-statefulsets"),
-            ("validatingadmissionpolicy", f"{name}-managed-statefulsets"),
-        ):
-            kubectl("delete", kind, obj, "--ignore-not-found", check=False)
-        run_helm(helm, "uninstall", name, "--namespace", namespace, "--kubeconfig", kc, check=False)
-        kubectl.delete_created_namespaces()
-        left = kubectl(
-            "get", "clusterrole,clusterrolebinding", "-o", "name", "-l", f"app.kubernetes.io/instance={name}"
+def test_admission_objects_are_the_operators_own(helm: Path) -> None:
+    """templates/admission.yaml is generated from webhook.configs: the rendered objects are what
+    `doris-operator webhook` applies (same rules, paths, CEL), plus this release's namespaces."""
+    from doris_operator.webhook import configs
+    from doris_operator.webhook.admission import REGISTRY
+
+    assert generate.ADMISSION.read_text() == generate.admission_template(), "run deploy/generate.py"
+    docs = render(helm, "webhook.enabled=true", "watchNamespaces={a,b}", "webhook.url=https://127.0.0.1:1")
+    opts = configs.ConfigOptions(
+        name="doris-operator",
+        namespace="ops",
+        url="https://127.0.0.1:1",
+        policy_name="doris-operator-managed-statefulsets",
+        operator_users=["system:serviceaccount:ops:doris-operator"],
+    )
+    selector = {
+        "matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["a", "b"]}]
+    }
+    for want in configs.webhook_configurations(opts, REGISTRY, None) + configs.statefulset_policy(opts):
+        have = one(docs, want["kind"], want["metadata"]["name"])
+        assert have["metadata"]["labels"]["app.kubernetes.io/instance"] == "doris-operator"
+        if want["kind"].endswith("WebhookConfiguration"):
+            for hook in have["webhooks"]:
+                assert hook.pop("namespaceSelector") == selector
+        if want["kind"] == "ValidatingAdmissionPolicy":  # the exempt users, in any order
+            for doc in (have, want):
+                for cond in doc["spec"]["matchConditions"]:
+                    if cond["name"] == "not-the-operator":
+                        users = json.loads(cond["expression"].split(" in ", 1)[1].rstrip(")"))
+                        cond["expression"] = sorted(users)
+        if want["kind"] == "ValidatingAdmissionPolicyBinding":
+            assert have["spec"].pop("matchResources") == {"namespaceSelector": selector}
+        assert {k: v for k, v in have.items() if k != "metadata"} == {
+            k: v for k, v in want.items() if k != "metadata"
+        }, want["kind"]
+    wide = render(helm, "webhook.enabled=true")
+    hook = one(wide, "ValidatingWebhookConfiguration")["webhooks"][0]
+    assert "namespaceSelector" not in hook
+    assert hook["clientConfig"]["service"] == {
+        "namespace": "ops",
+        "name": "doris-operator-webhook",
+        "port": 443,
+        "path": "/validate/doris.selectdb.com/dorisclusters",
+    }
+    assert not [d for d in render(helm, "webhook.enabled=true", "webhook.statefulSetPolicy=false")
+                if d["kind"].startswith("ValidatingAdmissionPolicy")]  # fmt: skip
+
+
+ADMISSION_KINDS = (
+    "validatingwebhookconfiguration",
+    "mutatingwebhookconfiguration",
+    "validatingadmissionpolicy",
+    "validatingadmissionpolicybinding",
+)
+
+
+def _admission_left(kubectl: Kubectl, release: str) -> str:
+    return kubectl(
+        "get", ",".join(ADMISSION_KINDS), "-o", "name", "-l", f"app.kubernetes.io/instance={release}"
+    ).strip()
+
+
+class Release:
+    """One `helm install` of the chart, and its operator run as a local process under exactly the chart's
+    ServiceAccount with the Deployment's own arguments (pod IPs are fake here, so only where the
+    webhook listens differs, and the webhook URL is the chart's webhook.url)."""
+
+    def __init__(
+        self, kube_cluster: Any, kubectl: Kubectl, helm: Path, tmp_path: Path, *sets: str, watch: str = ""
+    ) -> None:
+        self.cluster, self.kubectl, self.helm = kube_cluster, kubectl, helm
+        self.namespace = kubectl.new_namespace("dop")
+        self.name = f"chart-{self.namespace}"  # cluster-scoped objects (ClusterRoles...) are unique
+        self.port = free_port()
+        self.kc = str(kube_cluster.kubeconfig)
+        self.tmp_path = tmp_path
+        self.sets = [
+            f"fullnameOverride={self.name}",
+            "webhook.enabled=true",
+            f"webhook.port={self.port}",
+            f"webhook.url=https://127.0.0.1:{self.port}",
+            "extraArgs={--allow-fe-address-annotation}",
+            *([f"watchNamespaces={{{watch}}}"] if watch else []),
+            *sets,
+        ]
+        self.operator: Operator | None = None
+        self.identity: ServiceAccountIdentity | None = None
+        self.installed = False
+
+    def install(self) -> list[Doc]:
+        args = [a for s in self.sets for a in ("--set", s)]
+        run_helm(
+            self.helm, "install", self.name, str(CHART), "-n", self.namespace, "--kubeconfig", self.kc, *args
+        )
+        self.installed = True
+        out = run_helm(self.helm, "get", "manifest", self.name, "-n", self.namespace, "--kubeconfig", self.kc)
+        return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+    def start(self, manifest: list[Doc]) -> Operator:
+        deploy = one(manifest, "Deployment")
+        sa = deploy["spec"]["template"]["spec"]["serviceAccountName"]
+        assert sa == self.name and self.kubectl.json("serviceaccount", sa, "-n", self.namespace)
+        # The binding ServiceAccountIdentity adds is to system:basic-user, which every authenticated user
+        # has anyway: the operator holds exactly the chart's RBAC.
+        self.identity = ServiceAccountIdentity(
+            self.cluster, self.namespace, sa, self.tmp_path, cluster_role="system:basic-user"
+        )
+        self.identity.create()
+        denied = self.identity.kubectl("auth", "can-i", "list", "secrets", "-A", check=False)
+        assert denied.stdout.strip() == "no", denied.stdout + denied.stderr
+        args = deploy["spec"]["template"]["spec"]["containers"][0]["args"][1:]
+        args = [a for a in args if not a.startswith("--metrics-port")]
+        runner = _AsServiceAccount(self.cluster, self.identity.kubeconfig)
+        self.operator = Operator(
+            runner, self.tmp_path, *args, "--resync", "5", "--webhook-host", "127.0.0.1", name=self.name
+        )
+        self.operator.start()
+        eventually(self.operator.ready, 90, what=f"{self.name}: ready (lease taken, webhook listening)")
+
+        def ca_bundle_patched() -> bool:
+            hooks = self.kubectl.json("validatingwebhookconfiguration", self.name)["webhooks"]
+            return all(h["clientConfig"].get("caBundle") for h in hooks)
+
+        eventually(
+            ca_bundle_patched, 30, what="the operator patching caBundle into the chart's configuration"
+        )
+        return self.operator
+
+    def stop(self) -> None:
+        if self.operator is not None:
+            self.operator.stop()
+        if self.identity is not None:
+            self.identity.delete()
+
+    def uninstall(self) -> None:
+        if self.installed:
+            run_helm(self.helm, "uninstall", self.name, "-n", self.namespace, "--kubeconfig", self.kc,
+                     "--wait", check=False)  # fmt: skip
+            self.installed = False
+
+    def assert_no_forbidden(self) -> None:
+        assert self.operator is not None
+        log = self.operator.log_path.read_text(errors="replace")
+        assert "forbidden" not in log.lower(), [line for line in log.splitlines() if "orbidden" in line][:10]
+        assert " 403" not in log and "Traceback" not in log, self.operator.log_tail(80)
+
+    def assert_gone(self) -> None:
+        assert not _admission_left(self.kubectl, self.name), "admission objects left by helm uninstall"
+        left = self.kubectl(
+            "get",
+            "clusterrole,clusterrolebinding",
+            "-o",
+            "name",
+            "-l",
+            f"app.kubernetes.io/instance={self.name}",
         )
         assert not left.strip(), f"left behind by helm uninstall: {left}"
 
@@ -346,101 +526,158 @@ def _be_ready(kubectl: Kubectl, ns: str, want: str) -> bool:
     return st.get("phase") == "Ready" and st.get("beStatus", {}).get("ready") == want
 
 
+def _cluster(driver: ImageDriver, be: int = 3) -> Doc:
+    dc = _strip_resources(sample())
+    dc["metadata"].setdefault("annotations", {})[FE_ADDRESS_ANNOTATION] = f"{driver.host}:{driver.port}"
+    dc["spec"]["beSpec"]["replicas"] = be
+    return dc
+
+
+def _refused_by_the_webhook(kube_cluster: Any, ns: str) -> str:
+    bad = _strip_resources(sample())
+    bad["spec"]["beSpec"]["service"] = {
+        "type": "NodePort",
+        "servicePorts": [{"nodePort": 31005, "targetPort": 9999}],
+    }
+    refused = kube_cluster.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(bad), check=False)
+    return str(refused.stderr) if refused.returncode != 0 else ""
+
+
 @pytest.mark.cluster
-@pytest.mark.parametrize("mode", ["cluster-wide", "namespaced"])
 def test_operator_runs_with_exactly_the_chart_rbac(
-    kube_cluster: Any, kubectl: Kubectl, helm: Path, release: tuple[str, str], tmp_path: Path, mode: str
+    kube_cluster: Any, kubectl: Kubectl, helm: Path, tmp_path: Path
 ) -> None:
-    release_ns, name = release
+    """Cluster-wide, on an apiserver with OwnerReferencesPermissionEnforcement: create (with the
+    generated admin Secret and a conf ConfigMap), scale out, scale in with decommission, a rolling image
+    upgrade and delete, with not one Forbidden."""
+    release = Release(kube_cluster, kubectl, helm, tmp_path)
     ns = kubectl.new_namespace("dc")
-    kc = str(kube_cluster.kubeconfig)
-    sets = [f"fullnameOverride={name}", "webhook.enabled=true"]
-    if mode == "namespaced":
-        sets.append(f"watchNamespaces={{{ns}}}")
-    run_helm(
-        helm, "install", name, str(CHART), "--namespace", release_ns, "--kubeconfig", kc,
-        *[a for s in sets for a in ("--set", s)],
-    )  # fmt: skip
-    out = run_helm(helm, "get", "manifest", name, "-n", release_ns, "--kubeconfig", kc).stdout
-    manifest = [d for d in yaml.safe_load_all(out) if d]
-    deploy = one(manifest, "Deployment")
-    assert deploy["metadata"]["namespace"] == release_ns
-    sa = deploy["spec"]["template"]["spec"]["serviceAccountName"]
-    assert sa == name and kubectl.json("serviceaccount", sa, "-n", release_ns)
-    if mode == "namespaced":
-        assert kubectl.json("role", name, "-n", ns)["rules"]
-        assert not kubectl("get", "clusterrole", name, "--ignore-not-found").strip()
-    else:
-        assert kubectl.json("clusterrole", name)["rules"]
-
-    # The chart's ServiceAccount. The binding ServiceAccountIdentity adds is to system:basic-user, which
-    # every authenticated user has anyway: the operator holds exactly the chart's RBAC.
-    identity = ServiceAccountIdentity(
-        kube_cluster, release_ns, sa, tmp_path, cluster_role="system:basic-user"
-    )
-    identity.create()
-    denied = identity.kubectl("auth", "can-i", "get", "nodes", check=False)
-    assert denied.stdout.strip() == "no", denied.stdout + denied.stderr
-    port = free_port()
-    # The Deployment's own arguments; only where to listen differs (pod IPs are fake here).
-    chart_args = [a for a in deploy["spec"]["template"]["spec"]["containers"][0]["args"][1:]]
-    chart_args = [a for a in chart_args if not a.startswith("--metrics-port")]
-    local = [
-        "--webhook-host",
-        "127.0.0.1",
-        "--webhook-port",
-        str(port),
-        "--webhook-url",
-        f"https://127.0.0.1:{port}",
-    ]
-    runner = _AsServiceAccount(kube_cluster, identity.kubeconfig)
-    op = Operator(runner, tmp_path, *chart_args, "--resync", "5", *local, name=f"operator-{mode}")
+    driver = ImageDriver(kube_cluster.kubeconfig, ns, "doriscluster-sample", tablets_per_be=20,
+                         decommission_rate=10.0).start()  # fmt: skip
     try:
-        op.start()
-        eventually(op.ready, 90, what="operator ready (lease taken, webhook listening)")
-        lease = kubectl.json("lease", "doris-operator", "-n", release_ns)
+        manifest = release.install()
+        assert kubectl.json("clusterrole", release.name)["rules"]
+        assert not [
+            r for r in kubectl.json("clusterrole", release.name)["rules"]
+            if "secrets" in r["resources"] and {"list", "watch"} & set(r["verbs"])
+        ]  # fmt: skip
+        op = release.start(manifest)
+        lease = kubectl.json("lease", "doris-operator", "-n", release.namespace)
         assert lease["spec"]["holderIdentity"]
-        assert kubectl.json("secret", f"{name}-webhook-cert", "-n", release_ns)["type"] == "kubernetes.io/tls"
-        eventually(lambda: kubectl.json("validatingwebhookconfiguration", name), 30, what="webhook config")
-        eventually(lambda: kubectl.json("validatingadmissionpolicy", f"{name}-managed-statefulsets"), 30)
+        cert = kubectl.json("secret", f"{release.name}-webhook-cert", "-n", release.namespace)
+        assert cert["type"] == "kubernetes.io/tls"
+        assert "targetPort" in _refused_by_the_webhook(kube_cluster, ns)
+        # RBAC lets the operator create Secrets; the chart's policy lets it write no other than its own
+        assert release.identity is not None
+        other = release.identity.kubectl("create", "secret", "generic", "not-ours", "-n", ns, check=False)
+        assert other.returncode != 0 and "admin-user" in other.stderr, other.stderr
 
-        bad = _strip_resources(sample())
-        bad["spec"]["beSpec"]["service"] = {
-            "type": "NodePort",
-            "servicePorts": [{"nodePort": 31005, "targetPort": 9999}],
-        }
-        refused = kube_cluster.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(bad), check=False)
-        assert refused.returncode != 0 and "targetPort" in refused.stderr, refused.stderr
-
-        # A conf ConfigMap and an authSecret: the operator reads both (configmaps get, secrets get).
         kubectl("create", "configmap", "fe-conf", "-n", ns, "--from-literal=fe.conf=http_port = 18030\n")
-        kubectl(
-            "create", "secret", "generic", "dc-auth", "-n", ns, "--type=kubernetes.io/basic-auth",
-            "--from-literal=username=root", "--from-literal=password=",
-        )  # fmt: skip
-        dc = _strip_resources(sample())
-        dc["spec"]["authSecret"] = "dc-auth"
+        dc = _cluster(driver)
+        dc["spec"]["adminUser"] = {"name": "root", "password": ""}
         dc["spec"]["feSpec"]["configMapInfo"] = {"configMapName": "fe-conf"}
         kubectl.apply(dc, ns)
         eventually(lambda: _be_ready(kubectl, ns, "3/3"), 120, what="Ready with 3/3 BE")
+        driver.wait_registered(3, 3)
         fe_ports = kubectl.json("svc", "doriscluster-sample-fe-service", "-n", ns)["spec"]["ports"]
         assert 18030 in [p["port"] for p in fe_ports], fe_ports
-        assert names_of(kubectl, "statefulsets", ns) == {"doriscluster-sample-fe", "doriscluster-sample-be"}
-        assert len(kubectl.items("poddisruptionbudgets", ns)) == 2
+        secret = kubectl.json("secret", "doriscluster-sample-admin-user", "-n", ns)
+        (ref,) = secret["metadata"]["ownerReferences"]
+        assert ref["blockOwnerDeletion"] is True and ref["kind"] == "DorisCluster"
+        for sts in kubectl.items("statefulsets", ns):
+            assert sts["metadata"]["ownerReferences"][0]["blockOwnerDeletion"] is True
 
         kubectl.patch(ns, '{"spec":{"beSpec":{"replicas":4}}}')
         eventually(lambda: _be_ready(kubectl, ns, "4/4"), 120, what="Ready with 4/4 BE")
-        assert kubectl.json("sts", "doriscluster-sample-be", "-n", ns)["spec"]["replicas"] == 4
+        driver.wait_registered(3, 4)
+
+        kubectl.patch(ns, '{"spec":{"beSpec":{"replicas":3}}}')  # scale in: decommission first
+        eventually(lambda: kubectl.json("sts", "doriscluster-sample-be", "-n", ns)["spec"]["replicas"] == 3,
+                   120, what="BE scaled in after its decommission")  # fmt: skip
+        eventually(lambda: _be_ready(kubectl, ns, "3/3"), 120, what="Ready with 3/3 BE again")
+        reasons = {e["reason"] for e in kubectl.items("events", ns)}
+        assert {"Decommissioning", "ScaledIn"} <= reasons, reasons
+
+        kubectl.patch(ns, '{"spec":{"beSpec":{"image":"selectdb/doris.be-ubuntu:2.0.3"}}}')  # rollout
+
+        def rolled() -> bool:
+            pods = kubectl.items("pods", ns, "app.kubernetes.io/component=be")
+            images = [p["spec"]["containers"][0]["image"] for p in pods]
+            return (
+                len(pods) == 3 and all(i.endswith("2.0.3") for i in images) and _be_ready(kubectl, ns, "3/3")
+            )
+
+        eventually(rolled, 180, what="every BE pod on the new image, Ready")
 
         kubectl("delete", "dcr", "doriscluster-sample", "-n", ns, "--wait=true", "--timeout=60s")
         eventually(lambda: not names_of(kubectl, "statefulsets", ns), 60, what="StatefulSets collected")
         eventually(lambda: not kubectl.items("services", ns), 60, what="Services collected")
         assert op.proc is not None and op.proc.poll() is None, op.log_tail()
     except AssertionError as err:
-        raise AssertionError(f"{err}\n--- operator log ---\n{op.log_tail(60)}") from None
+        tail = release.operator.log_tail(60) if release.operator else ""
+        raise AssertionError(f"{err}\n--- operator log ---\n{tail}") from None
     finally:
-        op.stop()
-        identity.delete()
-    log = op.log_path.read_text(errors="replace")
-    assert "forbidden" not in log.lower(), [line for line in log.splitlines() if "orbidden" in line][:10]
-    assert " 403" not in log and "Traceback" not in log, op.log_tail(80)
+        release.stop()
+        driver.stop()
+        release.uninstall()
+        kubectl.delete_created_namespaces()
+    release.assert_no_forbidden()
+    release.assert_gone()
+
+
+@pytest.mark.cluster
+def test_two_namespaced_releases_and_uninstalling_one(
+    kube_cluster: Any, kubectl: Kubectl, helm: Path, tmp_path: Path
+) -> None:
+    """Two releases, each watching its own namespace: both reconcile and validate theirs, neither judges
+    the other's; `helm uninstall` of one leaves none of its admission objects and the other working."""
+    watched = [kubectl.new_namespace("na"), kubectl.new_namespace("nb")]
+    releases = [
+        Release(kube_cluster, kubectl, helm, tmp_path / "a", watch=watched[0]),
+        Release(kube_cluster, kubectl, helm, tmp_path / "b", watch=watched[1]),
+    ]
+    drivers = [ImageDriver(kube_cluster.kubeconfig, ns, "doriscluster-sample").start() for ns in watched]
+    try:
+        for release in releases:
+            release.tmp_path.mkdir()
+            manifest = release.install()
+            assert not of_kind(manifest, "ClusterRole")[1:], "only the webhook's ClusterRole"
+            release.start(manifest)
+        for ns, driver in zip(watched, drivers, strict=True):
+            assert "targetPort" in _refused_by_the_webhook(kube_cluster, ns)
+            kubectl.apply(_cluster(driver), ns)
+        for ns in watched:
+            eventually(lambda ns=ns: _be_ready(kubectl, ns, "3/3"), 120, what=f"{ns} Ready")
+        a, b = releases
+        hook = kubectl.json("validatingwebhookconfiguration", a.name)["webhooks"][0]
+        assert hook["namespaceSelector"]["matchExpressions"][0]["values"] == [watched[0]]
+
+        a.stop()
+        a.uninstall()
+        a.assert_gone()
+        # b still works: it validates and reconciles in its namespace
+        assert "targetPort" in _refused_by_the_webhook(kube_cluster, watched[1])
+        kubectl.patch(watched[1], '{"spec":{"beSpec":{"replicas":4}}}')
+        eventually(lambda: _be_ready(kubectl, watched[1], "4/4"), 120, what="b's cluster scaled out")
+        # a's webhook server is gone: had its configurations (failurePolicy Fail) been left behind, every
+        # DorisCluster write in its former namespace would now fail
+        other = _strip_resources(sample())
+        other["metadata"]["name"] = "after-uninstall"
+        dry = kube_cluster.kubectl(
+            "apply", "-n", watched[0], "--dry-run=server", "-f", "-", input=yaml.safe_dump(other), check=False
+        )
+        assert dry.returncode == 0, dry.stderr
+        assert _admission_left(kubectl, b.name)
+    except AssertionError as err:
+        tails = "\n".join(r.operator.log_tail(40) for r in releases if r.operator)
+        raise AssertionError(f"{err}\n--- operator logs ---\n{tails}") from None
+    finally:
+        for release in releases:
+            release.stop()
+            release.uninstall()
+        for driver in drivers:
+            driver.stop()
+        kubectl.delete_created_namespaces()
+    for release in releases:
+        release.assert_no_forbidden()
+        release.assert_gone()

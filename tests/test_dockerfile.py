@@ -218,8 +218,45 @@ def test_builder_stage_builds_a_wheel_and_a_venv(dockerfile: Dockerfile) -> None
 
 def test_runtime_is_a_pinned_slim_python_311(dockerfile: Dockerfile) -> None:
     image = dockerfile.stages[-1].image
-    assert re.fullmatch(r"python:3\.11\.\d+-slim(-\w+)?(@sha256:[0-9a-f]{64})?", image), image
+    assert re.fullmatch(r"python:3\.11\.\d+-slim(-\w+)?@sha256:[0-9a-f]{64}", image), "pinned by digest"
     assert dockerfile.stages[0].image == image  # the venv's interpreter paths match the runtime's
+
+
+def _locked(path: Path) -> dict[str, list[str]]:
+    """Requirement name -> its hashes, from a `uv pip compile --generate-hashes` lock."""
+    out: dict[str, list[str]] = {}
+    name = ""
+    for line in path.read_text().splitlines():
+        if line and not line.startswith((" ", "#")):
+            name = re.split(r"[=<>;\s]", line, maxsplit=1)[0].lower().replace("_", "-")
+            assert "==" in line, f"{path.name}: {line!r} is not pinned"
+            out[name] = []
+        elif "--hash=sha256:" in line:
+            out[name].append(line.strip().removeprefix("--hash=sha256:").rstrip(" \\"))
+    return out
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[=<>\[;\s~!]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_dependencies_are_installed_from_hash_locked_files(dockerfile: Dockerfile) -> None:
+    """Every runtime dependency (and the build backend) pinned with hashes, installed --require-hashes."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    runtime = _locked(ROOT / "requirements.lock")
+    build = _locked(ROOT / "requirements-build.lock")
+    for requirement in project["project"]["dependencies"]:
+        assert _name(requirement) in runtime, f"{requirement} is not in requirements.lock: run make lock"
+    for requirement in project["build-system"]["requires"]:
+        assert _name(requirement) in build, f"{requirement} is not in requirements-build.lock: run make lock"
+    for name, hashes in {**runtime, **build}.items():
+        assert hashes and all(re.fullmatch(r"[0-9a-f]{64}", h) for h in hashes), name
+    assert not {"pytest", "mysql-mimic", "doris-sim", "ruff", "mypy"} & set(runtime)
+    runs = " ".join(i.args for i in dockerfile.stages[0].all("RUN"))
+    assert "--require-hashes --no-deps -r requirements-build.lock" in runs
+    assert "--require-hashes --no-deps --only-binary :all: -r requirements.lock" in runs
+    assert "--no-build-isolation" in runs, "no unpinned build backend through build isolation"
+    assert "pip install --no-deps /wheels/" in runs, "the wheel adds no dependency of its own"
 
 
 def test_runtime_settings(dockerfile: Dockerfile) -> None:
@@ -323,7 +360,9 @@ def _run(*cmd: str | Path, cwd: Path, env: dict[str, str] | None = None) -> subp
 
 
 def _pip(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return _run(sys.executable, "-m", "pip", "--disable-pip-version-check", *args, cwd=cwd)
+    # without PYTHONPATH: a checkout's src/ on it (and its egg-info) would look "already installed"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return _run(sys.executable, "-m", "pip", "--disable-pip-version-check", *args, cwd=cwd, env=env)
 
 
 def _fill_cache(cwd: Path) -> None:

@@ -2,8 +2,8 @@
 ``kubectl doris`` both ask.
 
 * The FE endpoint: the ``doris.apache.org/fe-address`` annotation (``host:port``, for a client that
-  can't resolve cluster DNS), else the first ``feAddress.endpoints`` address of a cluster without
-  ``feSpec`` (an FE outside this resource), else the FE access Service's cluster DNS name.
+  can't resolve cluster DNS) where allowed, else the first ``feAddress.endpoints`` address of a
+  cluster without ``feSpec`` (an FE outside this resource), else the FE access Service's DNS name.
 * The credentials: the ``authSecret`` (kubernetes.io/basic-auth: username, default root, and
   password), else the deprecated ``adminUser``, else root without a password.
 """
@@ -20,7 +20,8 @@ from .builders.config import ComponentConfig
 from .doris.client import Credentials, resolve_credentials
 
 FE_ADDRESS_ANNOTATION = "doris.apache.org/fe-address"
-"""``host:port`` of an FE's MySQL port, for an operator that can't resolve cluster DNS (local runs)."""
+"""``host:port`` of an FE's MySQL port, for an operator that can't resolve cluster DNS (local runs); the
+operator honours it only with ``run --allow-fe-address-annotation``, ``kubectl doris`` always."""
 DEFAULT_QUERY_PORT = 9030
 
 
@@ -32,9 +33,11 @@ class FeEndpoint:
     """Reachable as given (the annotation or an external FE); otherwise an in-cluster DNS name."""
 
 
-def fe_endpoint_at(dc: DorisCluster, query_port: int = DEFAULT_QUERY_PORT) -> FeEndpoint:
+def fe_endpoint_at(
+    dc: DorisCluster, query_port: int = DEFAULT_QUERY_PORT, allow_annotation: bool = False
+) -> FeEndpoint:
     """The FE endpoint, with ``query_port`` the FE's query_port (from its conf file, or the status)."""
-    override = (dc.metadata.annotations or {}).get(FE_ADDRESS_ANNOTATION)
+    override = (dc.metadata.annotations or {}).get(FE_ADDRESS_ANNOTATION) if allow_annotation else None
     if override:
         host, _, port = override.rpartition(":")
         return FeEndpoint(host, int(port), True)
@@ -46,8 +49,10 @@ def fe_endpoint_at(dc: DorisCluster, query_port: int = DEFAULT_QUERY_PORT) -> Fe
     return FeEndpoint(service, query_port, False)
 
 
-def fe_endpoint(dc: DorisCluster, fe_config: ComponentConfig) -> tuple[str, int]:
-    endpoint = fe_endpoint_at(dc, fe_config.port("query_port"))
+def fe_endpoint(
+    dc: DorisCluster, fe_config: ComponentConfig, allow_annotation: bool = False
+) -> tuple[str, int]:
+    endpoint = fe_endpoint_at(dc, fe_config.port("query_port"), allow_annotation)
     return endpoint.host, endpoint.port
 
 

@@ -142,6 +142,14 @@ def _parser() -> argparse.ArgumentParser:
     p_run.add_argument("--lease-name", default="doris-operator")
     p_run.add_argument("--identity", default="", help="this replica's name in the Lease (default host-pid)")
     p_run.add_argument(
+        "--allow-fe-address-annotation",
+        action="store_true",
+        help="honour the doris.apache.org/fe-address annotation (local runs, where cluster DNS doesn't "
+        "resolve; off by default: anyone who may edit a DorisCluster could point the operator at a server "
+        "of their choice)",
+    )
+    _pod_security_arg(p_run)
+    p_run.add_argument(
         "--webhook", action="store_true", help="also serve the admission webhook (options: --webhook-*)"
     )
     _webhook_args(p_run, prefix="webhook-")
@@ -162,12 +170,22 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration (90s, 15m, 12h, 90d)") from None
 
 
+def _pod_security_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-privileged-pod-templates",
+        action="store_true",
+        help="let spec.*.podTemplate overlays add privileged containers, host namespaces or hostPath "
+        "volumes (refused by default)",
+    )
+
+
 def _webhook_parser(sub: Any) -> None:
     p = sub.add_parser(
         "webhook",
         help="serve the admission webhook; install its configurations and the StatefulSet policy",
     )
     _webhook_args(p)
+    _pod_security_arg(p)
     p.add_argument(
         "--uninstall-on-exit",
         action="store_true",
@@ -243,6 +261,12 @@ def _webhook_args(parser: argparse.ArgumentParser, prefix: str = "") -> None:
         help="cert-manager mode: leave the configurations to the installer",
     )
     arg("no-policy", action="store_true", help="don't apply the StatefulSet policy")
+    arg(
+        "ca-bundle-only",
+        action="store_true",
+        help="self-signed mode with configurations the installer owns (the Helm chart): only patch "
+        "caBundle into the named configurations, create nothing",
+    )
 
 
 def _webhook_options(args: argparse.Namespace, prefix: str = "") -> Any:
@@ -266,7 +290,8 @@ def _webhook_options(args: argparse.Namespace, prefix: str = "") -> Any:
         cert_validity=dt.timedelta(seconds=v("cert_validity")),
         ca_propagation=dt.timedelta(seconds=v("ca_propagation")),
         check_interval=v("check_interval"),
-        install=not v("no_install"),
+        install=not v("no_install") and not v("ca_bundle_only"),
+        ca_bundle_only=v("ca_bundle_only"),
         install_policy=not v("no_policy"),
         config_name=v("config_name"),
         policy_name=v("policy_name"),
@@ -283,6 +308,10 @@ def _webhook_options(args: argparse.Namespace, prefix: str = "") -> Any:
 
 def main(argv: Iterable[str] | None = None) -> int:
     args = _parser().parse_args(list(argv) if argv is not None else None)
+    if getattr(args, "allow_privileged_pod_templates", False):
+        from .api import podsecurity
+
+        podsecurity.POLICY.allow_privileged = True
     if args.command == "render":
         return render(args.filename, args.output, args.show_secrets, sys.stdout, sys.stderr)
     if args.command == "run":
@@ -300,6 +329,7 @@ def main(argv: Iterable[str] | None = None) -> int:
                 lease_name=args.lease_name,
                 identity=args.identity,
                 webhook=_webhook_options(args, "webhook_") if args.webhook else None,
+                allow_fe_address_annotation=args.allow_fe_address_annotation,
             )
         )
     if args.command == "webhook":

@@ -1,5 +1,6 @@
 """kopf wiring, and nothing else: watches and in-memory indexes of the objects the operator reads,
-each event waking the reconcile of the DorisCluster it belongs to."""
+each event waking the reconcile of the DorisCluster it belongs to.  Secrets are not watched (the operator
+may not list them): the reconcile reads the few it needs by name."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 import kopf
 
 from .api import doriscluster as dc
+from .api import dorisinitializer as di
 from .builders import names
 from .reconcile.controller import Controller
 from .reconcile.observed import child_key, pod_key, trim_child, trim_pod
@@ -48,11 +50,6 @@ async def dc_disruption_budgets(body: kopf.Body, **_: Any) -> dict[Any, Any] | N
     return _child_index(body)
 
 
-@kopf.index("v1", "secrets", labels=MANAGED, registry=registry)
-async def dc_secrets(body: kopf.Body, **_: Any) -> dict[Any, Any] | None:
-    return _child_index(body)
-
-
 @kopf.index("v1", "pods", labels={names.LABEL_CLUSTER: kopf.PRESENT}, registry=registry)
 async def dc_pods(body: kopf.Body, **_: Any) -> dict[Any, Any] | None:
     key = pod_key(body)
@@ -68,6 +65,27 @@ async def cluster_event(type: str, namespace: str | None, name: str, memo: kopf.
         controller.forget(key)
     else:
         controller.enqueue(key)
+    if "initializers" in memo:
+        memo["initializers"].wake_cluster(key)
+
+
+@kopf.index(dc.GROUP, dc.VERSION, di.PLURAL, registry=registry)
+async def dc_initializers(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
+    """(namespace, cluster) -> the DorisInitializers naming that DorisCluster."""
+    return {(namespace, (body.get("spec") or {}).get("cluster")): name}
+
+
+@kopf.on.event(dc.GROUP, dc.VERSION, di.PLURAL, registry=registry)
+async def initializer_event(
+    type: str, namespace: str | None, name: str, memo: kopf.Memo, **kwargs: Any
+) -> None:
+    initializers = memo["initializers"]
+    initializers.attach({k: v for k, v in kwargs.items() if k.startswith("dc_")})
+    key = (namespace or "default", name)
+    if type == "DELETED":
+        initializers.forget(key)
+    else:
+        initializers.enqueue(key)
 
 
 def _wake(memo: kopf.Memo, key: Any) -> None:
@@ -87,11 +105,6 @@ async def service_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 
 @kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=MANAGED, registry=registry)
 async def disruption_budget_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    _wake(memo, child_key(body))
-
-
-@kopf.on.event("v1", "secrets", labels=MANAGED, registry=registry)
-async def secret_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     _wake(memo, child_key(body))
 
 

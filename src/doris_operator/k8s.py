@@ -17,12 +17,14 @@ from lightkube.resources.policy_v1 import PodDisruptionBudget
 from lightkube.types import PatchType
 
 from .api import doriscluster as dc
+from .api import dorisinitializer as di
 from .metrics import API_REQUESTS
 
 FIELD_MANAGER = "doris-operator"
 log = logging.getLogger(__name__)
 
 DorisClusterResource = create_namespaced_resource(dc.GROUP, dc.VERSION, dc.KIND, dc.PLURAL)
+DorisInitializerResource = create_namespaced_resource(dc.GROUP, dc.VERSION, di.KIND, di.PLURAL)
 
 KINDS: dict[str, Any] = {
     "StatefulSet": StatefulSet,
@@ -76,6 +78,23 @@ class Kube:
             raise
         return dict(cm.data or {})
 
+    async def get_object(self, kind: str | Any, name: str, namespace: str) -> dict[str, Any] | None:
+        """One object by name (GET, a live read), or None when it doesn't exist: ``kind`` is a name in
+        :data:`KINDS` or a lightkube resource (a custom resource)."""
+        resource = KINDS[kind] if isinstance(kind, str) else kind
+        _count("get", kind if isinstance(kind, str) else resource.__name__)
+        try:
+            obj = await self.client.get(resource, name, namespace=namespace)
+        except ApiError as err:
+            if err.status.code == 404:
+                return None
+            raise
+        out: dict[str, Any] = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+        if isinstance(kind, str):
+            out.setdefault("kind", kind)
+            out.setdefault("apiVersion", "v1" if kind in ("Secret", "Service", "Pod") else "")
+        return out
+
     async def secret_exists(self, name: str, namespace: str) -> bool:
         _count("get", "Secret")
         try:
@@ -86,11 +105,13 @@ class Kube:
             raise
         return True
 
-    async def patch_status(self, name: str, namespace: str, status: dict[str, Any]) -> None:
+    async def patch_status(
+        self, name: str, namespace: str, status: dict[str, Any], resource: Any = DorisClusterResource
+    ) -> None:
         """Set the whole status (a JSON patch: nested fields no longer present go too)."""
-        _count("patch", "DorisCluster/status")
+        _count("patch", f"{resource.__name__}/status")
         await self.client.patch(
-            DorisClusterResource.Status,
+            resource.Status,
             name,
             [{"op": "add", "path": "/status", "value": status}],
             namespace=namespace,
@@ -108,15 +129,31 @@ class Kube:
             raise
         return dict(secret.data or {})
 
+    async def secret(self, name: str, namespace: str) -> dict[str, Any] | None:
+        """A Secret's resourceVersion and data (base64), or None when it doesn't exist.  Never logged."""
+        _count("get", "Secret")
+        try:
+            secret = await self.client.get(Secret, name, namespace=namespace)
+        except ApiError as err:
+            if err.status.code == 404:
+                return None
+            raise
+        meta = secret.metadata
+        return {
+            "metadata": {"resourceVersion": meta.resourceVersion if meta else None},
+            "data": dict(secret.data or {}),
+        }
+
     async def event(self, involved: dict[str, Any], event_type: str, reason: str, message: str) -> None:
-        """A core/v1 Event on the DorisCluster (best effort: a failure is logged, never raised)."""
+        """A core/v1 Event on the DorisCluster, or on the resource ``involved`` names by apiVersion and
+        kind (best effort: a failure is logged, never raised)."""
         now = dt.datetime.now(dt.UTC)
         meta = involved["metadata"]
         body = Event(
             metadata=ObjectMeta(generateName=f"{meta['name']}.", namespace=meta["namespace"]),
             involvedObject=ObjectReference(
-                apiVersion=dc.API_VERSION,
-                kind=dc.KIND,
+                apiVersion=involved.get("apiVersion") or dc.API_VERSION,
+                kind=involved.get("kind") or dc.KIND,
                 name=meta["name"],
                 namespace=meta["namespace"],
                 uid=meta.get("uid"),

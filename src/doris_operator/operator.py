@@ -8,6 +8,7 @@ import logging
 import os
 import socket
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import kopf
 from aiohttp import web
@@ -20,8 +21,10 @@ from .k8s import FIELD_MANAGER, Kube
 from .leader import LeaderElector
 from .metrics import REGISTRY
 from .reconcile.controller import Controller
-from .webhook.server import WebhookOptions, WebhookServer
-from .webhook.server import serve as serve_webhook
+from .reconcile.initializer import InitializerController
+
+if TYPE_CHECKING:  # the webhook (and cryptography) is imported only when it is served
+    from .webhook.server import WebhookOptions, WebhookServer
 
 log = logging.getLogger("doris_operator")
 
@@ -40,6 +43,9 @@ class Options:
     identity: str = ""
     webhook: WebhookOptions | None = None
     """Serve the admission webhook in this process (every replica, leader or not)."""
+    allow_fe_address_annotation: bool = False
+    """Honour ``doris.apache.org/fe-address`` (local runs only: whoever may edit a DorisCluster could
+    point the operator, and its Doris credentials, at a server of their choice)."""
 
 
 def _settings() -> kopf.OperatorSettings:
@@ -80,13 +86,16 @@ async def _serve(opts: Options, state: dict[str, bool]) -> web.AppRunner:
 
 async def _operate(opts: Options, kube: Kube, state: dict[str, bool]) -> None:
     controller = Controller(kube, workers=opts.workers, resync=opts.resync)
+    controller.ctx.allow_fe_address_annotation = opts.allow_fe_address_annotation
+    initializers = InitializerController(kube, resync=opts.resync)
+    initializers.allow_fe_address_annotation = opts.allow_fe_address_annotation
     stop = asyncio.Event()
     started = asyncio.Event()
     operator = asyncio.create_task(
         kopf.operator(
             registry=handlers.registry,
             settings=_settings(),
-            memo=kopf.Memo(controller=controller),
+            memo=kopf.Memo(controller=controller, initializers=initializers),
             clusterwide=not opts.namespaces,
             namespaces=opts.namespaces,
             standalone=True,
@@ -95,6 +104,7 @@ async def _operate(opts: Options, kube: Kube, state: dict[str, bool]) -> None:
         )
     )
     work = asyncio.create_task(controller.run())
+    init_work = asyncio.create_task(initializers.run())
 
     async def synced() -> None:
         await started.wait()  # kopf's watches are up (with no DorisCluster, the controller never syncs)
@@ -102,13 +112,13 @@ async def _operate(opts: Options, kube: Kube, state: dict[str, bool]) -> None:
 
     watch = asyncio.create_task(synced())
     try:
-        done, _ = await asyncio.wait({operator, work}, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait({operator, work, init_work}, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             if not task.cancelled():  # kopf cancels the loop's tasks when it stops on SIGTERM
                 task.result()
     finally:
         stop.set()
-        for task in (work, watch):
+        for task in (work, init_work, watch):
             task.cancel()
         try:
             await asyncio.wait_for(operator, timeout=10)
@@ -126,6 +136,8 @@ async def main(opts: Options) -> int:
     runner = await _serve(opts, state)
     webhook: asyncio.Task[None] | None = None
     if opts.webhook is not None:
+        from .webhook.server import serve as serve_webhook
+
         state["webhook"] = False
 
         def listening(server: WebhookServer) -> None:

@@ -12,8 +12,9 @@ from pydantic.alias_generators import to_camel
 class Model(BaseModel):
     """Base of every API model: camelCase on the wire, unknown fields rejected.
 
-    The apiserver prunes unknown fields with the structural schema, so what reaches the controller never
-    has any; rejecting them here makes typos visible in ``render`` and in the webhook.
+    Rejecting them makes typos visible in ``render`` and in the webhook.  A stored object may still carry
+    fields these models don't know when a newer CRD is installed: the controller parses those leniently
+    (:mod:`.lenient`: dropped, logged once), so version skew never parks a cluster as InvalidSpec.
     """
 
     model_config = ConfigDict(

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from . import doriscluster as dc
+from . import dorisinitializer as di
 
 CRD_DIR = Path("config/crd")
 
@@ -138,8 +139,89 @@ def doriscluster_crd() -> dict[str, Any]:
     }
 
 
+def namespaced_crd(
+    kind: str,
+    plural: str,
+    short_names: list[str],
+    description: str,
+    spec_schema: dict[str, Any],
+    status_schema: dict[str, Any],
+    columns: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """A namespaced CRD of group doris.selectdb.com, one served and stored version, status subresource."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": f"{plural}.{dc.GROUP}",
+            "labels": {"app.kubernetes.io/part-of": "doris-operator"},
+        },
+        "spec": {
+            "group": dc.GROUP,
+            "names": {
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": kind.lower(),
+                "shortNames": short_names,
+                "categories": ["doris"],
+            },
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": dc.VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": columns,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "description": description,
+                            "type": "object",
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": spec_schema,
+                                "status": status_schema,
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+def dorisinitializer_crd() -> dict[str, Any]:
+    spec_schema = structural(di.DorisInitializerSpec.model_json_schema(by_alias=True, mode="validation"))
+    status_schema = structural(di.DorisInitializerStatus.model_json_schema(by_alias=True, mode="validation"))
+    spec_schema["description"] = "The desired initialization: passwords, users, databases and SQL steps."
+    status_schema["description"] = "What has been applied, step by step, written by the operator."
+    progressing = '.status.conditions[?(@.type=="Progressing")]'
+    degraded = '.status.conditions[?(@.type=="Degraded")]'
+    columns: list[dict[str, Any]] = [
+        {"name": "Cluster", "type": "string", "jsonPath": ".spec.cluster"},
+        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+        {"name": "Steps", "type": "string", "jsonPath": ".status.applied", "description": "applied/total"},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        {"name": "Progress", "type": "string", "priority": 1, "jsonPath": f"{progressing}.reason"},
+        {"name": "Problem", "type": "string", "priority": 1, "jsonPath": f"{degraded}.message"},
+    ]
+    return namespaced_crd(
+        di.KIND,
+        di.PLURAL,
+        [di.SHORT_NAME],
+        "The initialization of a DorisCluster: root and admin passwords, users, databases and SQL, "
+        "each applied once and recorded in status.steps.",
+        spec_schema,
+        status_schema,
+        columns,
+    )
+
+
 def all_crds() -> list[dict[str, Any]]:
-    return [doriscluster_crd()]
+    return [doriscluster_crd(), dorisinitializer_crd()]
 
 
 def crd_filename(crd: dict[str, Any]) -> str:

@@ -416,6 +416,9 @@ def pod_template(
     if grace is not None:
         pod_spec["terminationGracePeriodSeconds"] = grace
     pod_security = copy.deepcopy(spec.security_context) if spec.security_context else {}
+    # The container runtime's default seccomp profile unless the user chose one (Pod Security "baseline"
+    # allows it; the kubelet's own default is Unconfined).
+    pod_security.setdefault("seccompProfile", {"type": "RuntimeDefault"})
     if spec.fs_group is not None:
         pod_security.setdefault("fsGroup", spec.fs_group)
     optional: dict[str, Any] = {

@@ -11,6 +11,7 @@ import enum
 import json
 import logging
 import re
+import ssl
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,6 +20,9 @@ from types import TracebackType
 from typing import Any, ClassVar, Self, TypeVar
 
 import pymysql
+from pymysql import _auth
+
+_pymysql_auth: Any = _auth  # untyped in types-PyMySQL
 
 log = logging.getLogger(__name__)
 
@@ -447,6 +451,112 @@ def _bool_literal(value: bool) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# Authentication: the password never goes out in a form the server can read unless the connection is TLS
+
+
+CLEAR_TEXT_REFUSED = 2059
+"""MySQL's CR_AUTH_PLUGIN_CANNOT_LOAD: the code the refusals below carry."""
+
+
+class _PlaintextGuard:
+    """pymysql auth plugin handler: ``mysql_clear_password`` (and the other plugins that hand the server
+    the password itself: ``dialog``, ``sha256_password`` and the full ``caching_sha2_password`` exchange,
+    which RSA-encrypt it with a key the server supplies) only over TLS.  Over plain TCP a server (or
+    whoever answers in its place) asking for them gets nothing and the connection fails."""
+
+    plugin = ""
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+
+    def _refuse(self) -> pymysql.err.OperationalError:
+        conn = self.connection
+        return pymysql.err.OperationalError(
+            CLEAR_TEXT_REFUSED,
+            f"the FE at {conn.host}:{conn.port} asked for {self.plugin} authentication over an unencrypted "
+            "connection; refused, the password was not sent (with enable_ssl in fe.conf the operator "
+            "uses TLS)",
+        )
+
+    def _secure(self) -> bool:
+        return bool(getattr(self.connection, "_secure", False))
+
+
+class _ClearPassword(_PlaintextGuard):
+    plugin = "mysql_clear_password"
+
+    def authenticate(self, packet: Any) -> Any:
+        if not self._secure():
+            raise self._refuse()
+        conn = self.connection
+        conn.write_packet(conn.password + b"\0")
+        reply = conn._read_packet()
+        reply.check_error()
+        return reply
+
+
+class _Dialog(_PlaintextGuard):
+    plugin = "dialog"
+
+    def authenticate(self, packet: Any) -> Any:
+        raise self._refuse()  # PAM-style prompts: never answered
+
+    def prompt(self, echo: bool, prompt: bytes) -> bytes:
+        raise self._refuse()
+
+
+class _Sha256(_PlaintextGuard):
+    plugin = "sha256_password"
+
+    def authenticate(self, packet: Any) -> Any:
+        if not self._secure() and self.connection.password:
+            raise self._refuse()
+        return _pymysql_auth.sha256_password_auth(self.connection, packet)
+
+
+class _CachingSha2(_PlaintextGuard):
+    """The fast path (a scramble, like mysql_native_password) is fine over TCP; the full exchange is not."""
+
+    plugin = "caching_sha2_password (full authentication)"
+
+    def authenticate(self, packet: Any) -> Any:
+        conn = self.connection
+        if self._secure() or not conn.password:
+            return _pymysql_auth.caching_sha2_password_auth(conn, packet)
+        if packet.is_auth_switch_request():
+            salt = packet.read_all()
+            conn.salt = salt[:-1] if salt.endswith(b"\0") else salt
+            scramble = _pymysql_auth.scramble_caching_sha2(conn.password, conn.salt)
+            conn.write_packet(scramble)
+            packet = conn._read_packet()
+            packet.check_error()
+        if packet.is_extra_auth_data() and packet.get_all_data()[1:2] == b"\x03":
+            reply = conn._read_packet()  # fast authentication succeeded
+            reply.check_error()
+            return reply
+        raise self._refuse()
+
+
+AUTH_PLUGINS: dict[str, type[_PlaintextGuard]] = {
+    "mysql_clear_password": _ClearPassword,
+    "dialog": _Dialog,
+    "sha256_password": _Sha256,
+    "caching_sha2_password": _CachingSha2,
+}
+
+
+def tls_context() -> ssl.SSLContext:
+    """TLS to the FE.  Doris serves the certificate of fe.conf ``mysql_ssl_default_server_certificate``
+    (a self-signed default unless replaced) for ``mysql_ssl_default_ca_certificate``, neither of which
+    the operator has: the channel is encrypted but the certificate is not verified."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+# ---------------------------------------------------------------------------------------------
 # Client
 
 
@@ -469,18 +579,29 @@ class DorisClient:
         port: int,
         credentials: Credentials,
         timeouts: Timeouts,
+        tls: bool = False,
     ) -> None:
         self._connection = connection
         self.host = host
         self.port = port
         self.credentials = credentials
         self.timeouts = timeouts
+        self.tls = tls
 
     @classmethod
     def connect(
-        cls, host: str, port: int, credentials: Credentials, timeouts: Timeouts | None = None
+        cls,
+        host: str,
+        port: int,
+        credentials: Credentials,
+        timeouts: Timeouts | None = None,
+        tls: bool = False,
     ) -> DorisClient:
+        """Connect and log in.  ``tls`` (fe.conf ``enable_ssl = true``): TLS is required, the login
+        happens inside it.  Without TLS the password only goes out as mysql_native_password's
+        scramble: a server asking for it in clear text (or RSA-encrypted to its own key) is refused."""
         timeouts = timeouts or Timeouts()
+        extra: dict[str, Any] = {"ssl": tls_context()} if tls else {}
         with _translated_errors():
             connection = pymysql.connect(
                 host=host,
@@ -492,8 +613,10 @@ class DorisClient:
                 write_timeout=timeouts.write,
                 autocommit=True,
                 charset="utf8mb4",
+                auth_plugin_map=dict(AUTH_PLUGINS),
+                **extra,
             )
-        return cls(connection, host, port, credentials, timeouts)
+        return cls(connection, host, port, credentials, timeouts, tls)
 
     def close(self) -> None:
         if self._connection.open:
@@ -510,16 +633,17 @@ class DorisClient:
     ) -> None:
         self.close()
 
-    def query(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-        """Run a statement and return (column names, rows)."""
-        log.debug("FE %s:%d <- %s", self.host, self.port, sql)
+    def query(self, sql: str, shown: str | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run a statement and return (column names, rows); ``shown`` is logged in its place (a
+        statement carrying a password hash)."""
+        log.debug("FE %s:%d <- %s", self.host, self.port, sql if shown is None else shown)
         with _translated_errors(), self._connection.cursor() as cursor:
             cursor.execute(sql)
             columns = [d[0] for d in cursor.description or ()]
             return columns, list(cursor.fetchall())
 
-    def execute(self, sql: str) -> None:
-        self.query(sql)
+    def execute(self, sql: str, shown: str | None = None) -> None:
+        self.query(sql, shown)
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -607,4 +731,4 @@ def connect_master(client: DorisClient) -> DorisClient:
         return client
     port = master.query_port if master.query_port and master.query_port > 0 else client.port
     log.info("redirecting from FE %s:%d to master %s:%d", client.host, client.port, master.host, port)
-    return DorisClient.connect(master.host, port, client.credentials, client.timeouts)
+    return DorisClient.connect(master.host, port, client.credentials, client.timeouts, tls=client.tls)

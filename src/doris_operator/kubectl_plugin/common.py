@@ -165,15 +165,23 @@ class Kube:
         )
 
 
-_KIND_NAMES = {"pod": "pod", "service": "Service", "node": "node", "secret": "Secret", "dcr": "DorisCluster"}
+_KIND_NAMES = {
+    "pod": "pod",
+    "service": "Service",
+    "node": "node",
+    "secret": "Secret",
+    "dcr": "DorisCluster",
+    "dinit": "DorisInitializer",
+}
 
 
 def _resource(kind: str) -> Any:
     from lightkube.resources.core_v1 import Node, Pod, Secret, Service
 
-    from ..k8s import DorisClusterResource
+    from ..k8s import DorisClusterResource, DorisInitializerResource
 
     return {
+        "dinit": DorisInitializerResource,
         "pod": Pod,
         "service": Service,
         "node": Node,
@@ -259,7 +267,7 @@ def fe_address(dc: dict[str, Any], namespace: str) -> tuple[str, int, bool]:
     for p in ports:
         if p.get("name") == QUERY_PORT_NAME:
             port = int(p["port"])
-    endpoint = access.fe_endpoint_at(cluster_model(dc, namespace), port)
+    endpoint = access.fe_endpoint_at(cluster_model(dc, namespace), port, allow_annotation=True)
     return endpoint.host, endpoint.port, endpoint.direct
 
 

@@ -93,6 +93,34 @@ def cluster_status(
             out["nodeAddresses"] = node_addresses(kube.list("node"))
     if with_members:
         out["members"] = members(kube, dc, namespace, table)
+    out["initializers"] = initializers(kube, meta["name"], namespace)
+    return out
+
+
+def initializers(kube: Kube, cluster: str, namespace: str) -> list[dict[str, Any]]:
+    """The DorisInitializers of the cluster with their steps (none when the CRD is not installed or
+    listing them is forbidden)."""
+    try:
+        found = kube.list("dinit", namespace)
+    except PluginError:
+        return []
+    out = []
+    for obj in found:
+        if (obj.get("spec") or {}).get("cluster") != cluster:
+            continue
+        st = obj.get("status") or {}
+        out.append(
+            {
+                "name": obj["metadata"]["name"],
+                "phase": st.get("phase"),
+                "applied": st.get("applied"),
+                "conditions": st.get("conditions") or [],
+                "steps": [
+                    {k: s.get(k) for k in ("name", "result", "appliedAt", "attempts", "message")}
+                    for s in st.get("steps") or []
+                ],
+            }
+        )
     return out
 
 
@@ -200,6 +228,21 @@ def render_status(s: dict[str, Any]) -> str:
         lines += ["", _table(rows)]
     if s.get("nodeAddresses"):
         lines.append(f"  node ports are open on every node: {', '.join(s['nodeAddresses'])}")
+    for init in s.get("initializers") or []:
+        lines += [
+            "",
+            f"DorisInitializer {init['name']}: {init['phase'] or 'Unknown'} ({init['applied'] or '-'} steps)",
+        ]
+        for c in init["conditions"]:
+            if _noteworthy(c) and c.get("message"):
+                lines.append(f"  {c.get('type')}={c.get('status')} {c.get('reason')}: {c.get('message')}")
+        if init["steps"]:
+            rows = [["STEP", "RESULT", "APPLIED", "ATTEMPTS", "MESSAGE"]]
+            rows += [
+                [st["name"], st["result"], st["appliedAt"], st["attempts"] or 0, st["message"] or ""]
+                for st in init["steps"]
+            ]
+            lines.append(_table(rows))
     return "\n".join(lines)
 
 

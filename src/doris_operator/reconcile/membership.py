@@ -28,15 +28,22 @@ class FeSession:
     """One MySQL connection to an FE for one reconcile, opened on first use (the client is blocking:
     its calls run in a thread)."""
 
-    def __init__(self, host: str, port: int, credentials: Callable[[], Awaitable[Credentials]]) -> None:
-        self.host, self.port, self._credentials = host, port, credentials
+    def __init__(
+        self, host: str, port: int, credentials: Callable[[], Awaitable[Credentials]], tls: bool = False
+    ) -> None:
+        self.host, self.port, self._credentials, self.tls = host, port, credentials, tls
         self._client: DorisClient | None = None
 
     async def call(self, fn: Callable[[DorisClient], T]) -> T:
         if self._client is None:
             creds = await self._credentials()
             self._client = await asyncio.to_thread(
-                DorisClient.connect, self.host, self.port, creds, Timeouts(connect=5, read=30, write=30)
+                DorisClient.connect,
+                self.host,
+                self.port,
+                creds,
+                Timeouts(connect=5, read=30, write=30),
+                tls=self.tls,
             )
         client = self._client
         return await asyncio.to_thread(fn, client)

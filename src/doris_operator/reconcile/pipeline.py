@@ -15,15 +15,17 @@ from dataclasses import dataclass, field
 
 from lightkube import ApiError
 
+from ..api import podsecurity
 from ..api.doriscluster import DorisCluster
-from ..api.validation import InvalidResource, parse_cluster
+from ..api.lenient import parse_stored_cluster
+from ..api.validation import InvalidResource
 from ..builders import build, names
 from ..builders.config import config_map_names
 from ..builders.config import resolve as resolve_config
 from ..doris.client import Credentials
 from ..k8s import Kube
-from .membership import FeSession, credentials, fe_endpoint, reconcile_membership
-from .observed import APPLIED_HASH, Obj
+from .membership import FE_ADDRESS_ANNOTATION, FeSession, credentials, fe_endpoint, reconcile_membership
+from .observed import APPLIED_HASH, Obj, trim_child
 from .rollout import RolloutMemory, reconcile_rollout
 from .status import Findings, cluster_status, component_status, without_times
 
@@ -88,6 +90,9 @@ class Context:
     written: dict[tuple[str, str], Obj] = field(default_factory=dict)
     """The status last written per cluster: the watched copy lags behind our own writes."""
     rollouts: dict[tuple[str, str], RolloutMemory] = field(default_factory=dict)
+    allow_fe_address_annotation: bool = False
+    """Honour the fe-address annotation (``run --allow-fe-address-annotation``); else it is ignored with
+    a Warning Event."""
 
 
 @dataclass
@@ -132,7 +137,11 @@ async def reconcile(body: Obj, children: Iterable[Obj], pods: Iterable[Obj], ctx
         return result
 
     try:
-        dc = parse_cluster({k: body[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in body})
+        stored: Obj = {k: body[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in body}
+        dc = parse_stored_cluster(stored)
+        refused = podsecurity.overlay_problems(dc)
+        if refused:
+            raise InvalidResource(refused)
     except InvalidResource as err:
         await ctx.events.record(body, "Warning", "InvalidSpec", str(err))
         status = {
@@ -157,7 +166,17 @@ async def reconcile(body: Obj, children: Iterable[Obj], pods: Iterable[Obj], ctx
     findings = Findings()
     config_maps, blocked = await _references(dc, ctx, findings)
     desired = build(dc, config_maps)
-    host, port = fe_endpoint(dc, resolve_config("fe", dc.spec.fe_spec, config_maps))
+    await _generated_secrets(dc, desired, observed, ctx)
+    fe_config = resolve_config("fe", dc.spec.fe_spec, config_maps)
+    host, port = fe_endpoint(dc, fe_config, allow_annotation=ctx.allow_fe_address_annotation)
+    if (meta.get("annotations") or {}).get(FE_ADDRESS_ANNOTATION) and not ctx.allow_fe_address_annotation:
+        await ctx.events.record(
+            body,
+            "Warning",
+            "FEAddressIgnored",
+            f"the annotation {FE_ADDRESS_ANNOTATION} is ignored: the operator runs without "
+            f"--allow-fe-address-annotation; it connects to {host}:{port}",
+        )
 
     async def creds() -> Credentials:
         return await credentials(dc, lambda name: ctx.kube.secret_data(name, dc.namespace))
@@ -165,7 +184,7 @@ async def reconcile(body: Obj, children: Iterable[Obj], pods: Iterable[Obj], ctx
     async def record(event_type: str, reason: str, message: str) -> None:
         await ctx.events.record(body, event_type, reason, message, dedupe=False)
 
-    session = FeSession(host, port, creds)
+    session = FeSession(host, port, creds, tls=fe_config.flag("enable_ssl"))
     try:
         await _converge(
             dc, body, desired, blocked, observed, pod_list, old_status, session, findings, record, ctx, result
@@ -291,6 +310,19 @@ def _fe_answers(dc: DorisCluster, pods: list[Obj]) -> bool:
     if dc.spec.fe_spec is None:
         return True  # they use feAddress: an FE outside this resource
     return any(p["ready"] and p["metadata"]["labels"].get(names.LABEL_COMPONENT) == "fe" for p in pods)
+
+
+async def _generated_secrets(
+    dc: DorisCluster, desired: list[Obj], observed: dict[tuple[str, str], Obj], ctx: Context
+) -> None:
+    """The Secrets the operator generates (``{cluster}-admin-user``), read by name: the operator lists
+    and watches no Secret, so they aren't in the caches."""
+    for obj in desired:
+        if obj["kind"] == "Secret":
+            name = obj["metadata"]["name"]
+            stored = await ctx.kube.get_object("Secret", name, dc.namespace)
+            if stored is not None:
+                observed[("Secret", name)] = trim_child(stored)
 
 
 async def _references(

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..api import doriscluster as dc
+from ..api import podsecurity
 from ..api.validation import InvalidResource, Problem, parse_cluster, parse_quantity
 from ..builders.pod import DEFAULT_ELECTION_NUMBER
 from . import checks, live
@@ -348,6 +349,9 @@ def validate_doris_cluster(req: Request, facts: live.Facts | None = None) -> Ver
         cluster = parse_cluster(obj)
     except InvalidResource as err:
         verdict.problems.extend(err.problems)
+    else:
+        verdict.problems.extend(podsecurity.overlay_problems(cluster))
+        verdict.warnings.extend(podsecurity.privileged_warnings(cluster))
     if req.operation == "UPDATE" and old is not None:
         known = {str(p) for p in verdict.problems}
         verdict.problems.extend(p for p in update_problems(old, obj) if str(p) not in known)
@@ -363,7 +367,6 @@ def validate_doris_cluster(req: Request, facts: live.Facts | None = None) -> Ver
         config_maps = facts.config_maps if facts is not None else None
         verdict.warnings.extend(checks.service_port_warnings(cluster, config_maps))
         verdict.warnings.extend(checks.storage_warnings(cluster, config_maps))
-        verdict.warnings.extend(checks.init_warnings(cluster))
     return verdict
 
 
@@ -475,8 +478,11 @@ DORIS_CLUSTER = AdmissionKind(
 
 
 def default_registry() -> Registry:
+    from .initializer import DORIS_INITIALIZER  # it builds on this module
+
     registry = Registry()
     registry.register(DORIS_CLUSTER)
+    registry.register(DORIS_INITIALIZER)
     return registry
 
 

@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from ..api.doriscluster import COMPONENTS, BeSpec, DorisCluster
+from ..api.doriscluster import COMPONENTS, DorisCluster
 from ..api.validation import Problem
 from ..builders.config import ConfigMaps, config_map_names, resolve
 from ..builders.pod import data_volumes
@@ -65,17 +65,6 @@ def storage_warnings(dc: DorisCluster, config_maps: ConfigMaps | None) -> Iterat
             f"{comp.upper()} {what} is on {where} and is lost when the pod restarts or moves; add a "
             "persistentVolumes entry"
         )
-
-
-def init_warnings(dc: DorisCluster) -> Iterator[str]:
-    for comp, spec in dc.components():
-        if spec.system_initialization is not None:
-            yield (
-                f"spec.{comp}Spec.systemInitialization: runs a privileged init container (init) on every "
-                f"{comp.upper()} pod, with full access to the node"
-            )
-        if isinstance(spec, BeSpec) and spec.enable_workload_group:
-            yield f"spec.{comp}Spec.enableWorkloadGroup: the BE container runs privileged (cgroups)"
 
 
 def doris_version(image: str) -> tuple[int, int, int] | None:

@@ -291,3 +291,21 @@ async def uninstall(client: AsyncClient, opts: ConfigOptions) -> None:
         except ApiError as err:
             if err.status.code != 404:
                 raise
+
+
+async def patch_ca_bundle(
+    client: AsyncClient, opts: ConfigOptions, registry: Registry, bundle: bytes
+) -> None:
+    """Set caBundle in every webhook of the named configurations, which the installer owns (a strategic
+    merge patch: webhooks merge by name; nothing else is touched, nothing is created)."""
+    encoded = base64.b64encode(bundle).decode()
+    for obj in webhook_configurations(opts, registry, None):
+        hooks = [{"name": hook["name"], "clientConfig": {"caBundle": encoded}} for hook in obj["webhooks"]]
+        patch = {"webhooks": hooks}
+        await client.patch(
+            RESOURCES[obj["kind"]],
+            obj["metadata"]["name"],
+            patch,
+            patch_type=PatchType.STRATEGIC,
+            field_manager=FIELD_MANAGER,
+        )

@@ -74,6 +74,9 @@ class WebhookOptions:
     """Apply the webhook configurations (always in self-signed mode: they carry the CA bundle)."""
     install_policy: bool = True
     """Apply the ValidatingAdmissionPolicy guarding managed StatefulSets."""
+    ca_bundle_only: bool = False
+    """The configurations belong to the installer (the Helm chart renders them, per release): in
+    self-signed mode only their caBundle is patched, by name; nothing is created."""
     config_name: str = "doris-operator"
     policy_name: str = "doris-operator-managed-statefulsets"
     validation_failure_policy: configs.FailurePolicy = "Fail"
@@ -313,7 +316,7 @@ class WebhookServer:
 
     async def start(self) -> None:
         opts = self.options
-        if not self._operator_users:
+        if not self._operator_users and opts.install_policy:  # the identity is only needed in the policy
             user = await self._self_identity()
             self._operator_users = [user] if user else []
         if opts.cert_dir is not None:
@@ -484,7 +487,15 @@ class WebhookServer:
         opts = self.options
         bundle = None if opts.cert_dir is not None else self.state.bundle_pem
         objects: list[Obj] = []
-        if (opts.install or bundle is not None) and (force or bundle != self._published):
+        if opts.ca_bundle_only:
+            if bundle is not None and (force or bundle != self._published):
+                await configs.patch_ca_bundle(
+                    self.client, opts.config_options(self._operator_users), self.registry, bundle
+                )
+                self._published = bundle
+                self._published_at = asyncio.get_running_loop().time()
+                log.info("patched the CA bundle into the webhook configurations %s", opts.config_name)
+        elif (opts.install or bundle is not None) and (force or bundle != self._published):
             objects += configs.webhook_configurations(
                 opts.config_options(self._operator_users), self.registry, bundle
             )

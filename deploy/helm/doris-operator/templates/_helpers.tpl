@@ -58,6 +58,17 @@ The operator's rules on the namespaced objects it reconciles. Every verb is used
 - apiGroups: ["doris.selectdb.com"]
   resources: ["dorisclusters/status"]
   verbs: ["patch"]
+# The children's ownerReferences set blockOwnerDeletion: with OwnerReferencesPermissionEnforcement
+# (OpenShift) that needs update on the owner's finalizers subresource.
+- apiGroups: ["doris.selectdb.com"]
+  resources: ["dorisclusters/finalizers"]
+  verbs: ["update"]
+- apiGroups: ["doris.selectdb.com"]
+  resources: ["dorisinitializers"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["doris.selectdb.com"]
+  resources: ["dorisinitializers/status"]
+  verbs: ["patch"]
 - apiGroups: ["apps"]
   resources: ["statefulsets"]
   verbs: ["list", "watch", "create", "patch", "delete"]
@@ -67,9 +78,17 @@ The operator's rules on the namespaced objects it reconciles. Every verb is used
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
   verbs: ["list", "watch", "create", "patch", "delete"]
+# Secrets: never listed or watched. get: the Secrets a DorisCluster names (authSecret, secrets[],
+# imagePullSecrets) and the generated {cluster}-admin-user one, each read by name.
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  verbs: ["get"]
+# create and patch (server-side apply): only ever of {cluster}-admin-user, made from the deprecated
+# spec.adminUser. RBAC can't say so: create is never restricted by resourceNames, and resourceNames
+# can't name a pattern. No delete: the Secret goes with its DorisCluster (ownerReference).
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["create", "patch"]
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "watch", "delete"]
