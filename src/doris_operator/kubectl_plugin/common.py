@@ -121,6 +121,13 @@ class Kube:
             raise PluginError(f"{what}: {err.status.message}") from None
         except OSError as err:
             raise PluginError(f"can't reach the Kubernetes API: {err}") from None
+        except Exception as err:  # an HTTP error without a Status body (a kind the apiserver doesn't serve)
+            code = getattr(getattr(err, "response", None), "status_code", None)
+            if code is None:
+                raise
+            if code == 404:
+                raise PluginError(f"{what}: not served by this cluster (is its CRD installed?)") from None
+            raise PluginError(f"{what}: HTTP {code}") from None
 
     def get(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any]:
         res = _resource(kind)
