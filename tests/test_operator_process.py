@@ -110,11 +110,17 @@ def test_operator_serves_the_webhook(kube_cluster: Any, kubectl: Kubectl, tmp_pa
         bad = sample()
         bad["spec"]["beSpec"]["service"] = {
             "type": "NodePort",
-            "servicePorts": [{"nodePort": 31005, "targetPort": 9999}],
+            "servicePorts": [{"nodePort": 31005, "targetPort": 8040}, {"targetPort": 8040}],
         }
         result = kube_cluster.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(bad), check=False)
         assert result.returncode != 0
-        assert "spec.beSpec.service.servicePorts[0].targetPort" in result.stderr, result.stderr
+        assert "spec.beSpec.service.servicePorts[1].targetPort" in result.stderr, result.stderr
+        # Kubernetes' own validation of the children, through the dry-run
+        bad = sample()
+        bad["spec"]["beSpec"]["podLabels"] = {"team": "a b"}
+        result = kube_cluster.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(bad), check=False)
+        assert result.returncode != 0
+        assert "spec.beSpec.podLabels[team]: " in result.stderr, result.stderr
         kubectl.apply(sample(), ns)
         assert wait_ready(kubectl, ns)["phase"] == "Ready"
     finally:

@@ -107,12 +107,43 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
         "less than or equal to 65535",
     ),
     (
-        "targetport-unknown",
+        "targetport-twice",
         with_(
-            f"{BE}.service", {"type": "NodePort", "servicePorts": [{"nodePort": 31005, "targetPort": 9999}]}
+            f"{BE}.service",
+            {
+                "type": "NodePort",
+                "servicePorts": [{"nodePort": 31005, "targetPort": 9030}, {"targetPort": 9030}],
+            },
         ),
-        f"{BE}.service.servicePorts[0].targetPort",
-        "not a port of BE",
+        f"{BE}.service.servicePorts[1].targetPort",
+        "9030 is already set by spec.beSpec.service.servicePorts[0]",
+    ),
+    (
+        "configmap-name",
+        with_(f"{FE}.configMapInfo", {"configMapName": "FE_Conf"}),
+        f"{FE}.configMapInfo.configMapName",
+        "'FE_Conf' is not a valid ConfigMap name",
+    ),
+    (
+        "secret-name",
+        with_(f"{BE}.secrets", [{"secretName": "my secret", "mountPath": "/etc/s"}]),
+        f"{BE}.secrets[0].secretName",
+        "is not a valid Secret name",
+    ),
+    (
+        "auth-secret-name",
+        with_("spec.authSecret", "Doris-Auth"),
+        "spec.authSecret",
+        "is not a valid Secret name",
+    ),
+    (
+        "fe-address-both-spellings",
+        with_(
+            f"{BE}.feAddress",
+            {"endpoints": {"address": ["fe-a"], ":address": ["fe-b"]}},
+        ),
+        f"{BE}.feAddress.endpoints",
+        "address and :address",
     ),
     (
         "external-traffic-policy-on-clusterip",

@@ -220,12 +220,6 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
         "not a valid image reference",
     ),
     (
-        "target-port-unknown",
-        {"beSpec": {"service": {**NP, "servicePorts": [{"nodePort": 31005, "targetPort": 9999}]}}},
-        "spec.beSpec.service.servicePorts[0].targetPort",
-        "9999 is not a port of BE",
-    ),
-    (
         "target-port-missing",
         {"feSpec": {"service": {**NP, "servicePorts": [{"nodePort": 31010}]}}},
         "spec.feSpec.service.servicePorts[0].targetPort",
@@ -438,6 +432,19 @@ def test_defaults_are_visible_on_the_stored_object(
     generation = kubectl.json("dcr", "defaults", "-n", namespace)["metadata"]["generation"]
     assert apply(kubectl, obj).returncode == 0
     assert kubectl.json("dcr", "defaults", "-n", namespace)["metadata"]["generation"] == generation
+
+
+def test_unknown_target_port_is_admitted_with_a_warning(
+    kubectl: Kubectl, namespace: str, webhook: WebhookProcess
+) -> None:
+    """As the official operator does (its chart's NodePort example has BE targetPort 9040): the entry is
+    ignored, and kubectl shows why."""
+    svc = {**NP, "servicePorts": [{"nodePort": 31005, "targetPort": 9999}]}
+    result = apply(kubectl, doris("unknown-port", namespace, beSpec={"service": svc}), "--dry-run=server")
+    assert result.returncode == 0, result.stderr
+    assert (
+        "Warning: spec.beSpec.service.servicePorts[0].targetPort: 9999 is not a port of BE" in result.stderr
+    )
 
 
 def test_deprecated_admin_user_warns(kubectl: Kubectl, namespace: str, webhook: WebhookProcess) -> None:

@@ -114,9 +114,28 @@ def test_review_denies_with_every_problem_named_and_http_shape() -> None:
     assert {c["field"] for c in status["details"]["causes"]} == {line.split(":", 1)[0] for line in lines}
 
 
+PERSISTENT = {"name": "data", "persistentVolumeClaimSpec": {"resources": {"requests": {"storage": "10Gi"}}}}
+
+
 def test_review_allows_a_good_cluster_without_status() -> None:
-    resp = admission.validate_review(admission.DORIS_CLUSTER, review(GOOD))["response"]
+    good = with_volumes("be", [PERSISTENT], with_volumes("fe", [PERSISTENT]))
+    resp = admission.validate_review(admission.DORIS_CLUSTER, review(good))["response"]
     assert resp == {"uid": "0f0e0d0c", "allowed": True}
+
+
+def test_data_on_an_emptydir_warns() -> None:
+    warnings = validate(GOOD).warnings
+    assert any(
+        w.startswith("spec.beSpec.persistentVolumes: no persistent volume holds /opt/apache-doris/be/storage")
+        and "emptyDir" in w
+        for w in warnings
+    ), warnings
+    assert any(w.startswith("spec.feSpec.persistentVolumes") and "meta_dir" in w for w in warnings)
+    # a volume elsewhere leaves the storage path on the container's filesystem
+    elsewhere = with_volumes("be", [volume("logs", mount="/opt/apache-doris/be/log")])
+    assert any("the container's filesystem" in w for w in validate(elsewhere).warnings)
+    covered = with_volumes("be", [PERSISTENT])
+    assert not any(w.startswith("spec.beSpec.persistentVolumes") for w in validate(covered).warnings)
 
 
 def test_delete_and_connect_are_allowed_without_looking() -> None:

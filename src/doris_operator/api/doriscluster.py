@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, AliasChoices, ConfigDict, Field, WithJsonSchema
+from pydantic import AfterValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
 from .base import QUANTITY_PATTERN, FreeForm, Model, Quantity, StringMap
 from .k8s import (
@@ -204,10 +204,18 @@ class ExportService(Model):
 
 
 class Endpoints(Model):
-    address: list[str] | None = Field(default=None, validation_alias=AliasChoices("address", ":address"))
-    """FE hosts or IPs (older official CRDs spelled this key ``:address``; both are read)."""
+    address: list[str] | None = None
+    """FE hosts or IPs."""
+    legacy_address: list[str] | None = Field(default=None, alias=":address", exclude=True)
+    """The key as every official release up to 25.8.0 spells it; read as address when that is unset."""
     port: int | None = Field(default=None, ge=0, le=65535)
     """The FE query port."""
+
+    @model_validator(mode="after")
+    def _read_legacy_address(self) -> Endpoints:
+        if self.address is None and self.legacy_address is not None:
+            self.address = list(self.legacy_address)
+        return self
 
 
 class FeAddress(Model):
@@ -286,6 +294,8 @@ class SystemInitialization(Model):
     args: list[str] | None = None
     requests: dict[str, Quantity] | None = None
     limits: dict[str, Quantity] | None = None
+    claims: list[ResourceClaim] | None = None
+    """Dynamic resource claims (``spec.resourceClaims`` of the pod) the init container uses."""
 
 
 class ReadinessProbePolicy(Model):
@@ -416,7 +426,13 @@ class BrokerSpec(BaseSpec):
 
 
 def _fe_address_set(comp: str) -> str:
-    return f"(!has(self.{comp}) || self.{comp}.?feAddress.?endpoints.?address.orValue([]).size() > 0)"
+    """``address`` set, or ``endpoints`` without ``address``: CEL can't read the older ``:address`` key (a
+    ':' can't be escaped in a CEL field name), so the webhook checks that one."""
+    endpoints = f"self.{comp}.?feAddress.?endpoints"
+    return (
+        f"(!has(self.{comp}) || {endpoints}.?address.orValue([]).size() > 0 || "
+        f"({endpoints}.hasValue() && !{endpoints}.?address.hasValue()))"
+    )
 
 
 class DorisClusterSpec(Model):

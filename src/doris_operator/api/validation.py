@@ -24,6 +24,7 @@ NODE_PORT_RANGE = (30000, 32767)
 
 _DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _IMAGE = re.compile(IMAGE_PATTERN)
 _TYPE_TAG = re.compile(r"^(int|float|str|bool|none|.*\[.*\])$")
 _TYPE_NAMES = {"int": "an integer", "float": "a number", "string": "a string", "bool": "a boolean"}
@@ -126,6 +127,38 @@ def parse_cluster(obj: Any) -> DorisCluster:
     return dc
 
 
+def object_name_problem(path: str, name: str | None, kind: str) -> Problem | None:
+    """A ConfigMap, Secret or claim name must be a DNS-1123 subdomain (what the apiserver accepts)."""
+    if not name or (len(name) <= 253 and _DNS1123_SUBDOMAIN.match(name)):
+        return None
+    return Problem(
+        path,
+        f"{name!r} is not a valid {kind} name: lower-case letters, digits, '-' and '.', starting and ending "
+        "with a letter or digit, at most 253 characters",
+    )
+
+
+def _names(dc: DorisCluster) -> Iterator[tuple[str, str | None, str]]:
+    """(path, name, kind) of every object the spec references by name."""
+    yield "spec.authSecret", dc.spec.auth_secret, "Secret"
+    krb = dc.spec.kerberos_info
+    if krb is not None:
+        yield "spec.kerberosInfo.krb5ConfigMap", krb.krb5_config_map, "ConfigMap"
+        yield "spec.kerberosInfo.keytabSecretName", krb.keytab_secret_name, "Secret"
+    for i, shared in enumerate(dc.spec.shared_persistent_volume_claims or []):
+        path = f"spec.sharedPersistentVolumeClaims[{i}].persistentVolumeClaimName"
+        yield path, shared.persistent_volume_claim_name, "PersistentVolumeClaim"
+    for comp, spec in dc.components():
+        base = f"spec.{comp}Spec"
+        info = spec.config_map_info
+        if info is not None:
+            yield f"{base}.configMapInfo.configMapName", info.config_map_name, "ConfigMap"
+            for i, cm in enumerate(info.config_maps or []):
+                yield f"{base}.configMapInfo.configMaps[{i}].configMapName", cm.config_map_name, "ConfigMap"
+        for i, secret in enumerate(spec.secrets or []):
+            yield f"{base}.secrets[{i}].secretName", secret.secret_name, "Secret"
+
+
 def semantic_problems(dc: DorisCluster) -> Iterator[Problem]:
     name = dc.metadata.name
     if not _DNS1035.match(name):
@@ -149,6 +182,9 @@ def semantic_problems(dc: DorisCluster) -> Iterator[Problem]:
             "spec.adminUser.name",
             "'admin' can't manage nodes; use root or a dedicated user with NODE_PRIV",
         )
+    for path, ref, kind in _names(dc):
+        if (problem := object_name_problem(path, ref, kind)) is not None:
+            yield problem
     node_ports: dict[int, str] = {}
     for comp, spec in comps:
         yield from _component_problems(dc, comp, spec, node_ports)
@@ -168,7 +204,6 @@ def semantic_problems(dc: DorisCluster) -> Iterator[Problem]:
 def _component_problems(
     dc: DorisCluster, comp: Component, spec: BaseSpec, node_ports: dict[int, str]
 ) -> Iterator[Problem]:
-    from ..builders.config import PORTS  # the ports a component exposes; builders import api, not back
 
     base = f"spec.{comp}Spec"
     if not spec.image.strip():
@@ -180,14 +215,18 @@ def _component_problems(
         yield Problem(
             f"{base}.systemInitialization.initImage", f"{init.init_image!r} is not a valid image reference"
         )
-    if comp != "fe" and dc.spec.fe_spec is None:
-        endpoints = spec.fe_address.endpoints if spec.fe_address else None
-        if endpoints is None or not endpoints.address:
-            yield Problem(
-                f"{base}.feAddress",
-                f"{comp.upper()} needs an FE: set spec.feSpec, or feAddress.endpoints for an FE outside "
-                "this resource",
-            )
+    endpoints = spec.fe_address.endpoints if spec.fe_address else None
+    if endpoints is not None and endpoints.legacy_address not in (None, endpoints.address):
+        yield Problem(
+            f"{base}.feAddress.endpoints",
+            "address and :address (its older spelling) are both set and differ: keep address",
+        )
+    if comp != "fe" and dc.spec.fe_spec is None and (endpoints is None or not endpoints.address):
+        yield Problem(
+            f"{base}.feAddress",
+            f"{comp.upper()} needs an FE: set spec.feSpec, or feAddress.endpoints for an FE outside "
+            "this resource",
+        )
     if isinstance(spec, FeSpec) and spec.election_number is not None:
         replicas = spec.replicas if spec.replicas is not None else 1
         if spec.election_number > replicas:
@@ -196,7 +235,7 @@ def _component_problems(
                 f"{spec.election_number} followers can't be elected from {replicas} replicas "
                 "(electionNumber must be <= replicas)",
             )
-    yield from _service_problems(comp, spec, base, node_ports, {p[2] for p in PORTS[comp]})
+    yield from _service_problems(comp, spec, base, node_ports)
     yield from _resource_problems(spec.requests, spec.limits, base)
     if init is not None:
         yield from _resource_problems(init.requests, init.limits, f"{base}.systemInitialization")
@@ -232,24 +271,28 @@ def _component_problems(
 
 
 def _service_problems(
-    comp: Component, spec: BaseSpec, base: str, node_ports: dict[int, str], default_ports: set[int]
+    comp: Component, spec: BaseSpec, base: str, node_ports: dict[int, str]
 ) -> Iterator[Problem]:
+    """A ``targetPort`` that matches no port of the component is not a problem: the official operator
+    ignores such an entry, and the webhook warns about it (it knows the ports of the ConfigMap)."""
     svc = spec.service
     if svc is None:
         return
     svc_type = svc.type or "ClusterIP"
     if comp == "broker" and svc.service_ports:
         yield Problem(f"{base}.service.servicePorts", "the Broker has no access Service to pin ports on")
+    target_ports: dict[int, str] = {}
     for i, port in enumerate(svc.service_ports or []):
         path = f"{base}.service.servicePorts[{i}]"
         if not port.target_port:
             yield Problem(f"{path}.targetPort", "is required: the container port the entry applies to")
-        elif port.target_port not in default_ports and not spec.config_map_info:
+        elif port.target_port in target_ports:
             yield Problem(
                 f"{path}.targetPort",
-                f"{port.target_port} is not a port of {comp.upper()} (ports: "
-                f"{', '.join(str(p) for p in sorted(default_ports))})",
+                f"{port.target_port} is already set by {target_ports[port.target_port]}: one entry per port",
             )
+        else:
+            target_ports[port.target_port] = path
         if port.node_port:
             if svc_type == "ClusterIP":
                 yield Problem(f"{path}.nodePort", "only NodePort and LoadBalancer Services have node ports")

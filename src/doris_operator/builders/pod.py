@@ -279,7 +279,7 @@ def _init_containers(comp: Component, spec: BaseSpec) -> list[Obj]:
             container["command"] = list(init.command)
         if init.args:
             container["args"] = list(init.args)
-        if resources := _resources(init.requests, init.limits):
+        if resources := _resources(init.requests, init.limits, init.claims):
             container["resources"] = resources
         out.append(container)
     return out

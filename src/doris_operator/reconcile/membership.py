@@ -7,14 +7,15 @@ lowering FE and BE together never drops the FE that answers the BE questions fir
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from ..access import FE_ADDRESS_ANNOTATION as FE_ADDRESS_ANNOTATION  # the FE endpoint and credentials
+from ..access import credentials as credentials  # live in ..access, shared with kubectl doris
+from ..access import fe_endpoint as fe_endpoint
 from ..api.doriscluster import BaseSpec, Component, DorisCluster, FeSpec
 from ..builders import names
-from ..builders.config import ComponentConfig
 from ..builders.pod import election_number
 from ..doris import membership
 from ..doris.client import (
@@ -23,7 +24,6 @@ from ..doris.client import (
     DorisError,
     Timeouts,
     UnreachableError,
-    resolve_credentials,
 )
 from ..doris.identity import Members, PodRef, dump_members, parse_members, remember
 from ..doris.master import MasterUnknownError, MasterView, open_master_view
@@ -32,32 +32,9 @@ from .observed import Obj
 from .status import Findings
 
 log = logging.getLogger(__name__)
-FE_ADDRESS_ANNOTATION = "doris.apache.org/fe-address"
-"""``host:port`` of an FE's MySQL port, for an operator that can't resolve cluster DNS (local runs); honoured
-only with ``run --allow-fe-address-annotation``."""
 T = TypeVar("T")
 Record = Callable[[str, str, str], Awaitable[None]]
 MEMBERSHIP_ORDER: tuple[Component, ...] = ("be", "cn", "fe")
-
-
-def fe_endpoint(
-    dc: DorisCluster, fe_config: ComponentConfig, allow_annotation: bool = False
-) -> tuple[str, int]:
-    """Where to reach an FE.  The Service name carries no cluster domain (``<svc>.<ns>.svc`` resolves
-    through the pod's DNS search path in any domain).  The fe-address annotation counts only with
-    ``allow_annotation``; a malformed one is a ValueError naming it."""
-    override = (dc.metadata.annotations or {}).get(FE_ADDRESS_ANNOTATION) if allow_annotation else None
-    if override:
-        host, _, port = override.strip().rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"annotation {FE_ADDRESS_ANNOTATION} must be host:port, got {override!r}")
-        return host.strip("[]"), int(port)
-    for _, spec in dc.components():
-        endpoints = spec.fe_address.endpoints if spec.fe_address else None
-        if dc.spec.fe_spec is None and endpoints is not None and endpoints.address:
-            return endpoints.address[0], endpoints.port or fe_config.port("query_port")
-    service = f"{names.access_service(dc.name, 'fe')}.{dc.namespace}.svc"
-    return service, fe_config.port("query_port")
 
 
 class FeSession:
@@ -125,15 +102,6 @@ class FeSession:
         if self._client is not None:
             await asyncio.to_thread(self._client.close)
         self._client, self._view = None, None
-
-
-async def credentials(
-    dc: DorisCluster, secret_data: Callable[[str], Awaitable[dict[str, str] | None]]
-) -> Credentials:
-    data = await secret_data(dc.spec.auth_secret) if dc.spec.auth_secret else None
-    decoded = {k: base64.b64decode(v) for k, v in data.items()} if data else None
-    admin = dc.spec.admin_user
-    return resolve_credentials(decoded, (admin.name, admin.password) if admin and admin.name else None)
 
 
 def pod_refs(dc: DorisCluster, comp: Component, count: int, pods: list[Obj]) -> list[PodRef]:

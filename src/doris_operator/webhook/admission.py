@@ -10,9 +10,11 @@ DorisClusterAutoscaler register theirs the same way when they exist::
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
-from collections.abc import Callable, Iterator, Mapping
+import logging
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -20,7 +22,9 @@ from ..api import doriscluster as dc
 from ..api import podsecurity
 from ..api.validation import InvalidResource, Problem, parse_cluster, parse_quantity
 from ..builders.pod import DEFAULT_ELECTION_NUMBER
+from . import checks, live
 
+log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 Operation = Literal["CREATE", "UPDATE", "DELETE", "CONNECT"]
 REVIEW_API_VERSION = "admission.k8s.io/v1"
@@ -73,6 +77,8 @@ class Verdict:
 
 
 Validator = Callable[[Request], Verdict]
+LiveValidator = Callable[[Request, Any, float], Awaitable[Verdict]]
+"""A validator that may read from the apiserver (client, time budget in seconds)."""
 Defaulter = Callable[[Request], list[Obj]]
 """JSONPatch operations (RFC 6902) that fill in defaults; empty when nothing is missing."""
 
@@ -86,6 +92,8 @@ class AdmissionKind:
     validate: Validator | None = None
     default: Defaulter | None = None
     namespaced: bool = True
+    validate_live: LiveValidator | None = None
+    """Used instead of ``validate`` when the server has an apiserver client."""
 
     @property
     def key(self) -> str:
@@ -149,6 +157,16 @@ def validation_response(req: Request, verdict: Verdict, kind: str = "") -> Obj:
     return _review(response)
 
 
+async def validate_review_live(
+    kind: AdmissionKind, review: Mapping[str, Any], client: Any, timeout: float
+) -> Obj:
+    """:func:`validate_review` with the kind's live validator (apiserver reads and dry-runs)."""
+    req = Request.from_review(review)
+    if kind.validate_live is None or req.operation not in ("CREATE", "UPDATE"):
+        return validate_review(kind, review)
+    return validation_response(req, await kind.validate_live(req, client, timeout), kind.kind)
+
+
 def mutation_response(req: Request, patch: list[Obj]) -> Obj:
     response: Obj = {"uid": req.uid, "allowed": True}
     if patch:
@@ -204,8 +222,8 @@ def update_problems(old: Obj, new: Obj) -> Iterator[Problem]:
     """What may not change on UPDATE, beyond what :func:`parse_cluster` checks on any object:
 
     * persistent volumes of a component that already exists (its StatefulSet has them as
-      volumeClaimTemplates, which are immutable): none added, removed or renamed; mountPath and
-      storageClassName unchanged; storage never smaller;
+      volumeClaimTemplates, which are immutable): none added, removed or renamed; mountPath,
+      storageClassName, accessModes and volumeMode unchanged; storage never smaller;
     * FE replicas below the default electionNumber when electionNumber is not set (scaling down would
       remove followers; with electionNumber set, parse_cluster already checks it).
     """
@@ -242,6 +260,13 @@ def update_problems(old: Obj, new: Obj) -> Iterator[Problem]:
                     f"{path}.persistentVolumeClaimSpec.storageClassName",
                     f"can't change from {old_class!r} to {new_class!r}: {IMMUTABLE_CLAIMS}",
                 )
+            for key, default in (("accessModes", ["ReadWriteOnce"]), ("volumeMode", "Filesystem")):
+                was, now = _claim(prev, key) or default, _claim(pv, key) or default
+                if was != now:
+                    yield Problem(
+                        f"{path}.persistentVolumeClaimSpec.{key}",
+                        f"can't change from {was!r} to {now!r}: {IMMUTABLE_CLAIMS}",
+                    )
             old_size, new_size = (
                 _claim(prev, "resources", "requests", "storage"),
                 _claim(pv, "resources", "requests", "storage"),
@@ -273,6 +298,7 @@ def update_problems(old: Obj, new: Obj) -> Iterator[Problem]:
 
 
 def deprecation_warnings(obj: Obj) -> list[str]:
+    """Fields still honoured (or ignored, as the official operator ignores them) that should go."""
     spec = _spec(obj)
     out: list[str] = []
     if spec.get("adminUser") is not None:
@@ -293,15 +319,32 @@ def deprecation_warnings(obj: Obj) -> list[str]:
         address = component.get("feAddress")
         if isinstance(address, dict) and address.get("ServiceName"):
             out.append(f"spec.{comp}Spec.feAddress.ServiceName is not used: set feAddress.endpoints")
+        endpoints = address.get("endpoints") if isinstance(address, dict) else None
+        if isinstance(endpoints, dict) and ":address" in endpoints and "address" not in endpoints:
+            out.append(
+                f"spec.{comp}Spec.feAddress.endpoints[':address'] is read as endpoints.address (the older "
+                "official spelling): rename it to address"
+            )
     return out
 
 
-def validate_doris_cluster(req: Request) -> Verdict:
-    obj = req.object or {}
+def _with_namespace(obj: Obj, namespace: str | None) -> Obj:
+    meta = obj.get("metadata")
+    if namespace and isinstance(meta, dict) and not meta.get("namespace"):
+        return {**obj, "metadata": {**meta, "namespace": namespace}}
+    return obj
+
+
+def validate_doris_cluster(req: Request, facts: live.Facts | None = None) -> Verdict:
+    """Every check that needs no apiserver call, plus those that use ``facts`` (what the webhook read:
+    ConfigMaps, the pods of removed components); without facts, ConfigMap-dependent warnings are only
+    given for components that name no ConfigMap."""
+    obj = _with_namespace(req.object or {}, req.namespace)
     verdict = Verdict(warnings=deprecation_warnings(obj))
     old = req.old_object
     if req.operation == "UPDATE" and old is not None and _spec(old) == _spec(obj):
         return Verdict()  # metadata or status only: never blocked (deletion, finalizers, labels)
+    cluster: dc.DorisCluster | None = None
     try:
         cluster = parse_cluster(obj)
     except InvalidResource as err:
@@ -312,6 +355,68 @@ def validate_doris_cluster(req: Request) -> Verdict:
     if req.operation == "UPDATE" and old is not None:
         known = {str(p) for p in verdict.problems}
         verdict.problems.extend(p for p in update_problems(old, obj) if str(p) not in known)
+        verdict.warnings.extend(checks.version_warnings(old, obj))
+    if facts is not None:
+        verdict.problems.extend(checks.removal_problems(facts.running))
+        verdict.warnings.extend(facts.unchecked)
+        verdict.warnings.extend(
+            f"ConfigMap {name} does not exist (yet): the components that name it wait for it"
+            for name in sorted(facts.missing_config_maps)
+        )
+    if cluster is not None:
+        config_maps = facts.config_maps if facts is not None else None
+        verdict.warnings.extend(checks.service_port_warnings(cluster, config_maps))
+        verdict.warnings.extend(checks.storage_warnings(cluster, config_maps))
+    return verdict
+
+
+LIVE_BUDGET = 0.8
+"""Share of the webhook's timeout the apiserver reads and dry-runs may take; past it the webhook
+answers on the other checks, with a warning."""
+
+
+async def validate_doris_cluster_live(req: Request, client: Any, timeout: float = 5.0) -> Verdict:
+    """:func:`validate_doris_cluster` with the facts read from the apiserver, then, when the manifest
+    passes, a server-side dry-run of its children (Kubernetes' own validation, mapped back to
+    DorisCluster fields)."""
+    obj = _with_namespace(req.object or {}, req.namespace)
+    old = req.old_object
+    if req.operation == "UPDATE" and old is not None and _spec(old) == _spec(obj):
+        return Verdict()
+    namespace = req.namespace or str((obj.get("metadata") or {}).get("namespace") or "default")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout * LIVE_BUDGET
+    trouble = ""
+    try:
+        facts = await asyncio.wait_for(live.gather(client, obj, old, namespace), deadline - loop.time())
+    except TimeoutError:
+        facts, trouble = None, "in time"
+    except Exception as err:  # the apiserver unreachable, say: never a reason to refuse
+        log.warning("reading the ConfigMaps and pods of %s/%s failed: %s", namespace, req.name, err)
+        facts, trouble = None, f"({err})"
+    verdict = validate_doris_cluster(req, facts)
+    if facts is None:
+        verdict.warnings.append(f"the ConfigMaps and pods could not be read {trouble}: they were not checked")
+        return verdict
+    if not verdict.allowed:
+        return verdict
+    try:
+        cluster = parse_cluster(obj)
+        problems, warnings = await asyncio.wait_for(
+            live.dry_run(client, cluster, facts.config_maps), max(deadline - loop.time(), 0.1)
+        )
+    except TimeoutError:
+        verdict.warnings.append(
+            "the dry-run of the StatefulSets and Services did not finish in time: Kubernetes' own "
+            "validation of them was not run"
+        )
+        return verdict
+    except Exception as err:
+        log.exception("the dry-run of the children of %s/%s failed", namespace, req.name)
+        verdict.warnings.append(f"the dry-run of the StatefulSets and Services failed ({err}): not run")
+        return verdict
+    verdict.problems.extend(problems)
+    verdict.warnings.extend(warnings)
     return verdict
 
 
@@ -368,6 +473,7 @@ DORIS_CLUSTER = AdmissionKind(
     plural=dc.PLURAL,
     validate=validate_doris_cluster,
     default=default_doris_cluster,
+    validate_live=validate_doris_cluster_live,
 )
 
 

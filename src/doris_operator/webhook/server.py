@@ -33,7 +33,14 @@ from lightkube.resources.authentication_v1 import SelfSubjectReview
 from lightkube.resources.core_v1 import Secret
 
 from . import certs, configs
-from .admission import REGISTRY, AdmissionKind, Registry, mutate_review, validate_review
+from .admission import (
+    REGISTRY,
+    AdmissionKind,
+    Registry,
+    mutate_review,
+    validate_review,
+    validate_review_live,
+)
 
 log = logging.getLogger(__name__)
 
@@ -159,12 +166,27 @@ class ReloadableTLS:
             os.rmdir(self._dir)
 
 
-def build_app(registry: Registry, ready: Callable[[], bool] | None = None) -> web.Application:
+def build_app(
+    registry: Registry,
+    ready: Callable[[], bool] | None = None,
+    client: AsyncClient | None = None,
+    timeout: float = 5.0,
+) -> web.Application:
     """The HTTP side: ``POST /validate/<group>/<plural>``, ``POST /mutate/<group>/<plural>``,
     ``GET /healthz`` and ``/readyz``.  Denials are AdmissionReviews with HTTP 200; a malformed review
-    is a 400 and a failure in a handler a 500, which the apiserver treats per failurePolicy."""
+    is a 400 and a failure in a handler a 500, which the apiserver treats per failurePolicy.  With a
+    ``client``, validators that read from the apiserver (ConfigMaps, pods, dry-runs) get it, within
+    ``timeout`` seconds (the configurations' timeoutSeconds)."""
 
-    def handler(review: Callable[[AdmissionKind, Obj], Obj], hook: str) -> Any:
+    async def validate(kind: AdmissionKind, body: Obj) -> Obj:
+        if client is not None and kind.validate_live is not None:
+            return await validate_review_live(kind, body, client, timeout)
+        return validate_review(kind, body)
+
+    async def mutate(kind: AdmissionKind, body: Obj) -> Obj:
+        return mutate_review(kind, body)
+
+    def handler(review: Callable[[AdmissionKind, Obj], Awaitable[Obj]], hook: str) -> Any:
         async def handle(request: web.Request) -> web.Response:
             kind = registry.get(request.match_info["group"], request.match_info["plural"])
             if kind is None:
@@ -174,7 +196,7 @@ def build_app(registry: Registry, ready: Callable[[], bool] | None = None) -> we
             except (json.JSONDecodeError, UnicodeDecodeError):
                 return web.json_response({"error": "the body is not JSON"}, status=400)
             try:
-                response = review(kind, body)
+                response = await review(kind, body)
             except ValueError as err:
                 return web.json_response({"error": str(err)}, status=400)
             except Exception:
@@ -203,8 +225,8 @@ def build_app(registry: Registry, ready: Callable[[], bool] | None = None) -> we
     app = web.Application(client_max_size=8 * 1024 * 1024)
     app.add_routes(
         [
-            web.post("/validate/{group}/{plural}", handler(validate_review, "validate")),
-            web.post("/mutate/{group}/{plural}", handler(mutate_review, "mutate")),
+            web.post("/validate/{group}/{plural}", handler(validate, "validate")),
+            web.post("/mutate/{group}/{plural}", handler(mutate, "mutate")),
             web.get("/healthz", healthz),
             web.get("/readyz", readyz),
         ]
@@ -301,7 +323,7 @@ class WebhookServer:
             await self._wait_for(self._reload_files, 30, f"certificate files in {opts.cert_dir}")
         else:
             await self._sync_secret()
-        app = build_app(self.registry, lambda: self._ready)
+        app = build_app(self.registry, lambda: self._ready, self.client, opts.timeout_seconds)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, opts.host, opts.port, ssl_context=self.tls.context)
