@@ -37,7 +37,7 @@ def test_reconcile_uses_the_shared_functions() -> None:
 
 def test_fe_endpoint_in_order_annotation_external_fe_service() -> None:
     service = access.fe_endpoint_at(parse_cluster(manifest()), 19030)
-    assert service == access.FeEndpoint("dc-fe-service.doris.svc.cluster.local", 19030, False)
+    assert service == access.FeEndpoint("dc-fe-service.doris.svc", 19030, False)
     external = manifest(
         feSpec=None,
         beSpec={
@@ -54,7 +54,7 @@ def test_fe_endpoint_in_order_annotation_external_fe_service() -> None:
     assert not access.fe_endpoint_at(parse_cluster(annotated)).direct
     config = ComponentConfig("fe", {"query_port": "19030"})
     assert access.fe_endpoint(parse_cluster(manifest()), config) == (
-        "dc-fe-service.doris.svc.cluster.local",
+        "dc-fe-service.doris.svc",
         19030,
     )
 

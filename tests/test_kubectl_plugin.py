@@ -567,10 +567,10 @@ def test_missing_cluster_and_bad_kubeconfig(env: dict[str, Any], capsys: pytest.
 
 def test_status_when_the_fe_is_unreachable() -> None:
     dc = {"metadata": {"name": NAME, "namespace": "doris"}, "spec": {"feSpec": {"replicas": 3}}}
-    table = kp.parse_resolve([f"{NAME}-fe-service.doris.svc.cluster.local:9030=127.0.0.1:1"])
+    table = kp.parse_resolve([f"{NAME}-fe-service.doris.svc:9030=127.0.0.1:1"])
     st = kp.cluster_status(FakeKube({}, namespace="doris"), dc, table, True)
     assert st["members"]["error"].startswith(
-        f"FE {NAME}-fe-service.doris.svc.cluster.local:9030 not reachable"
+        f"FE {NAME}-fe-service.doris.svc:9030 not reachable"
     )
     text = kp.render_status(st)
     assert "DorisCluster doris/doriscluster-sample: Unknown" in text and "fe         0/3" in text
