@@ -11,18 +11,25 @@ from lightkube import ApiError, AsyncClient
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.models.core_v1 import EventSource, ObjectReference
 from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.resources.apps_v1 import StatefulSet
-from lightkube.resources.core_v1 import ConfigMap, Event, Pod, Secret, Service
+from lightkube.resources.apps_v1 import Deployment, StatefulSet
+from lightkube.resources.core_v1 import ConfigMap, Event, Pod, Secret, Service, ServiceAccount
 from lightkube.resources.policy_v1 import PodDisruptionBudget
+from lightkube.resources.rbac_authorization_v1 import Role, RoleBinding
 from lightkube.types import PatchType
 
 from .api import doriscluster as dc
+from .api import dorismonitor as dm
 from .metrics import API_REQUESTS
 
 FIELD_MANAGER = "doris-operator"
 log = logging.getLogger(__name__)
 
 DorisClusterResource = create_namespaced_resource(dc.GROUP, dc.VERSION, dc.KIND, dc.PLURAL)
+DorisMonitorResource = create_namespaced_resource(dc.GROUP, dc.VERSION, dm.KIND, dm.PLURAL)
+PodMonitorResource = create_namespaced_resource("monitoring.coreos.com", "v1", "PodMonitor", "podmonitors")
+PrometheusRuleResource = create_namespaced_resource(
+    "monitoring.coreos.com", "v1", "PrometheusRule", "prometheusrules"
+)
 
 KINDS: dict[str, Any] = {
     "StatefulSet": StatefulSet,
@@ -30,6 +37,16 @@ KINDS: dict[str, Any] = {
     "PodDisruptionBudget": PodDisruptionBudget,
     "Secret": Secret,
     "Pod": Pod,
+    # DorisMonitor's children (reconcile/monitor.py)
+    "ConfigMap": ConfigMap,
+    "Deployment": Deployment,
+    "ServiceAccount": ServiceAccount,
+    "Role": Role,
+    "RoleBinding": RoleBinding,
+    "PodMonitor": PodMonitorResource,
+    "PrometheusRule": PrometheusRuleResource,
+    dm.KIND: DorisMonitorResource,
+    dc.KIND: DorisClusterResource,
 }
 
 
@@ -86,16 +103,36 @@ class Kube:
             raise
         return True
 
-    async def patch_status(self, name: str, namespace: str, status: dict[str, Any]) -> None:
+    async def patch_status(
+        self, name: str, namespace: str, status: dict[str, Any], kind: str = dc.KIND
+    ) -> None:
         """Set the whole status (a JSON patch: nested fields no longer present go too)."""
-        _count("patch", "DorisCluster/status")
+        _count("patch", f"{kind}/status")
         await self.client.patch(
-            DorisClusterResource.Status,
+            KINDS[kind].Status,
             name,
             [{"op": "add", "path": "/status", "value": status}],
             namespace=namespace,
             patch_type=PatchType.JSON,
         )
+
+    async def get(self, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
+        """One object as stored, or None when it doesn't exist."""
+        _count("get", kind)
+        try:
+            obj = await self.client.get(KINDS[kind], name, namespace=namespace)
+        except ApiError as err:
+            if err.status.code == 404:
+                return None
+            raise
+        return obj.to_dict()  # type: ignore[no-any-return]
+
+    async def list_labelled(self, kind: str, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
+        """The objects of ``kind`` in ``namespace`` carrying all ``labels``."""
+        _count("list", kind)
+        return [
+            o.to_dict() async for o in self.client.list(KINDS[kind], namespace=namespace, labels=dict(labels))
+        ]
 
     async def secret_data(self, name: str, namespace: str) -> dict[str, str] | None:
         """A Secret's data (base64), or None when it doesn't exist.  Never logged."""
@@ -115,8 +152,8 @@ class Kube:
         body = Event(
             metadata=ObjectMeta(generateName=f"{meta['name']}.", namespace=meta["namespace"]),
             involvedObject=ObjectReference(
-                apiVersion=dc.API_VERSION,
-                kind=dc.KIND,
+                apiVersion=involved.get("apiVersion", dc.API_VERSION),
+                kind=involved.get("kind", dc.KIND),
                 name=meta["name"],
                 namespace=meta["namespace"],
                 uid=meta.get("uid"),

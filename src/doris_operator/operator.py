@@ -20,6 +20,7 @@ from .k8s import FIELD_MANAGER, Kube
 from .leader import LeaderElector
 from .metrics import REGISTRY
 from .reconcile.controller import Controller
+from .reconcile.monitor import MonitorController
 from .webhook.server import WebhookOptions, WebhookServer
 from .webhook.server import serve as serve_webhook
 
@@ -80,13 +81,14 @@ async def _serve(opts: Options, state: dict[str, bool]) -> web.AppRunner:
 
 async def _operate(opts: Options, kube: Kube, state: dict[str, bool]) -> None:
     controller = Controller(kube, workers=opts.workers, resync=opts.resync)
+    monitors = MonitorController(kube, resync=opts.resync)
     stop = asyncio.Event()
     started = asyncio.Event()
     operator = asyncio.create_task(
         kopf.operator(
             registry=handlers.registry,
             settings=_settings(),
-            memo=kopf.Memo(controller=controller),
+            memo=kopf.Memo(controller=controller, monitors=monitors),
             clusterwide=not opts.namespaces,
             namespaces=opts.namespaces,
             standalone=True,
@@ -95,6 +97,7 @@ async def _operate(opts: Options, kube: Kube, state: dict[str, bool]) -> None:
         )
     )
     work = asyncio.create_task(controller.run())
+    monitoring = asyncio.create_task(monitors.run())
 
     async def synced() -> None:
         await started.wait()  # kopf's watches are up (with no DorisCluster, the controller never syncs)
@@ -108,7 +111,7 @@ async def _operate(opts: Options, kube: Kube, state: dict[str, bool]) -> None:
                 task.result()
     finally:
         stop.set()
-        for task in (work, watch):
+        for task in (work, watch, monitoring):
             task.cancel()
         try:
             await asyncio.wait_for(operator, timeout=10)

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from . import doriscluster as dc
+from . import dorismonitor as dm
 
 CRD_DIR = Path("config/crd")
 
@@ -138,8 +139,65 @@ def doriscluster_crd() -> dict[str, Any]:
     }
 
 
+def dorismonitor_crd() -> dict[str, Any]:
+    spec_schema = structural(dm.DorisMonitorSpec.model_json_schema(by_alias=True, mode="validation"))
+    status_schema = structural(dm.DorisMonitorStatus.model_json_schema(by_alias=True, mode="validation"))
+    spec_schema["description"] = "What to monitor, and how (prometheusOperator or bundled)."
+    status_schema["description"] = "The observed state, written by the operator."
+    columns: list[dict[str, Any]] = [
+        {"name": "Cluster", "type": "string", "jsonPath": ".spec.cluster"},
+        {"name": "Mode", "type": "string", "jsonPath": ".spec.mode"},
+        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+        {"name": "Grafana", "type": "string", "priority": 1, "jsonPath": ".status.grafanaURL"},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ]
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": f"{dm.PLURAL}.{dc.GROUP}",
+            "labels": {"app.kubernetes.io/part-of": "doris-operator"},
+        },
+        "spec": {
+            "group": dc.GROUP,
+            "names": {
+                "kind": dm.KIND,
+                "listKind": f"{dm.KIND}List",
+                "plural": dm.PLURAL,
+                "singular": dm.KIND.lower(),
+                "shortNames": [dm.SHORT_NAME],
+                "categories": ["doris"],
+            },
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": dc.VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": columns,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "description": "Metrics, alerts and dashboards for one DorisCluster.",
+                            "type": "object",
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": spec_schema,
+                                "status": status_schema,
+                            },
+                            "required": ["spec"],
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
 def all_crds() -> list[dict[str, Any]]:
-    return [doriscluster_crd()]
+    return [doriscluster_crd(), dorismonitor_crd()]
 
 
 def crd_filename(crd: dict[str, Any]) -> str:

@@ -22,6 +22,7 @@ from ..builders.config import config_map_names
 from ..builders.config import resolve as resolve_config
 from ..doris.client import Credentials
 from ..k8s import Kube
+from ..metrics import export_draining
 from .membership import FeSession, credentials, fe_endpoint, reconcile_membership
 from .observed import APPLIED_HASH, Obj
 from .rollout import RolloutMemory, reconcile_rollout
@@ -172,6 +173,7 @@ async def reconcile(body: Obj, children: Iterable[Obj], pods: Iterable[Obj], ctx
         )
     finally:
         await session.close()
+    export_draining(dc.namespace, dc.name, findings.draining)
     status = _status(dc, observed, pod_list, findings, old_status)
     await _write_status(body, old_status, status, ctx, result)
     result.phase = status["phase"]
