@@ -27,7 +27,10 @@ L = f'namespace="{NS}", doris_cluster="{CLUSTER}"'
 
 def monitor(mode: str = "bundled") -> DorisMonitor:
     return DorisMonitor.model_validate(
-        {"metadata": {"name": "mon", "namespace": NS, "uid": "u-1"}, "spec": {"cluster": CLUSTER, "mode": mode}}
+        {
+            "metadata": {"name": "mon", "namespace": NS, "uid": "u-1"},
+            "spec": {"cluster": CLUSTER, "mode": mode},
+        }
     )
 
 
@@ -113,8 +116,8 @@ FE0 = f'{L}, component="fe", pod="demo-fe-0"'
 # alert -> (input series when it must fire, when it must stay silent, eval time, expected labels, $value)
 CASES: dict[str, dict[str, Any]] = {
     "DorisFEDown": {
-        "fire": [(f'up{{{FE0}}}', "0x70"), (f'up{{{L}, component="fe", pod="demo-fe-1"}}', "1x70")],
-        "silent": [(f'up{{{FE0}}}', "1x70"), (f'up{{{L}, component="fe", pod="demo-fe-1"}}', "1x70")],
+        "fire": [(f"up{{{FE0}}}", "0x70"), (f'up{{{L}, component="fe", pod="demo-fe-1"}}', "1x70")],
+        "silent": [(f"up{{{FE0}}}", "1x70"), (f'up{{{L}, component="fe", pod="demo-fe-1"}}', "1x70")],
         "at": "10m",
         "labels": {"namespace": NS, "doris_cluster": CLUSTER, "component": "fe", "pod": "demo-fe-0"},
         "value": 0,
@@ -137,13 +140,13 @@ CASES: dict[str, dict[str, Any]] = {
     "DorisFEFollowersBelowQuorum": {
         # demo-fe-3 is an observer: it being up does not make a quorum
         "fire": [
-            (f'up{{{FE0}}}', "1x70"),
+            (f"up{{{FE0}}}", "1x70"),
             (f'up{{{L}, component="fe", pod="demo-fe-1"}}', "0x70"),
             (f'up{{{L}, component="fe", pod="demo-fe-2"}}', "0x70"),
             (f'up{{{L}, component="fe", pod="demo-fe-3"}}', "1x70"),
         ],
         "silent": [
-            (f'up{{{FE0}}}', "1x70"),
+            (f"up{{{FE0}}}", "1x70"),
             (f'up{{{L}, component="fe", pod="demo-fe-1"}}', "1x70"),
             (f'up{{{L}, component="fe", pod="demo-fe-2"}}', "0x70"),
             (f'up{{{L}, component="fe", pod="demo-fe-3"}}', "0x70"),
@@ -154,12 +157,18 @@ CASES: dict[str, dict[str, Any]] = {
     },
     "DorisDecommissionStuck": {
         "fire": [
-            (f'doris_operator_decommission_tablets{{doris_namespace="{NS}", doris_cluster="{CLUSTER}", '
-             'component="be", be_pod="demo-be-2"}', "100x70"),
+            (
+                f'doris_operator_decommission_tablets{{doris_namespace="{NS}", doris_cluster="{CLUSTER}", '
+                'component="be", be_pod="demo-be-2"}',
+                "100x70",
+            ),
         ],
         "silent": [
-            (f'doris_operator_decommission_tablets{{doris_namespace="{NS}", doris_cluster="{CLUSTER}", '
-             'component="be", be_pod="demo-be-2"}', "1000-20x49"),
+            (
+                f'doris_operator_decommission_tablets{{doris_namespace="{NS}", doris_cluster="{CLUSTER}", '
+                'component="be", be_pod="demo-be-2"}',
+                "1000-20x49",
+            ),
         ],
         "at": "45m",
         "labels": {"doris_namespace": NS, "doris_cluster": CLUSTER, "component": "be", "be_pod": "demo-be-2"},
@@ -174,24 +183,42 @@ CASES: dict[str, dict[str, Any]] = {
     },
     "DorisBEDiskUsageHigh": {
         "fire": [
-            (f'doris_be_disks_total_capacity{{{L}, component="be", pod="demo-be-0", path="/data"}}', "100x70"),
+            (
+                f'doris_be_disks_total_capacity{{{L}, component="be", pod="demo-be-0", path="/data"}}',
+                "100x70",
+            ),
             (f'doris_be_disks_avail_capacity{{{L}, component="be", pod="demo-be-0", path="/data"}}', "5x70"),
         ],
         "silent": [
-            (f'doris_be_disks_total_capacity{{{L}, component="be", pod="demo-be-0", path="/data"}}', "100x70"),
+            (
+                f'doris_be_disks_total_capacity{{{L}, component="be", pod="demo-be-0", path="/data"}}',
+                "100x70",
+            ),
             (f'doris_be_disks_avail_capacity{{{L}, component="be", pod="demo-be-0", path="/data"}}', "50x70"),
         ],
         "at": "30m",
-        "labels": {"namespace": NS, "doris_cluster": CLUSTER, "component": "be", "pod": "demo-be-0", "path": "/data"},
+        "labels": {
+            "namespace": NS,
+            "doris_cluster": CLUSTER,
+            "component": "be",
+            "pod": "demo-be-0",
+            "path": "/data",
+        },
         "value": 0.95,
     },
     "DorisBECompactionScoreHigh": {
         "fire": [
-            (f'doris_be_tablet_cumulative_max_compaction_score{{{L}, component="be", pod="demo-be-0"}}', "150x70"),
+            (
+                f'doris_be_tablet_cumulative_max_compaction_score{{{L}, component="be", pod="demo-be-0"}}',
+                "150x70",
+            ),
             (f'doris_be_tablet_base_max_compaction_score{{{L}, component="be", pod="demo-be-0"}}', "10x70"),
         ],
         "silent": [
-            (f'doris_be_tablet_cumulative_max_compaction_score{{{L}, component="be", pod="demo-be-0"}}', "50x70"),
+            (
+                f'doris_be_tablet_cumulative_max_compaction_score{{{L}, component="be", pod="demo-be-0"}}',
+                "50x70",
+            ),
             (f'doris_be_tablet_base_max_compaction_score{{{L}, component="be", pod="demo-be-0"}}', "10x70"),
         ],
         "at": "30m",

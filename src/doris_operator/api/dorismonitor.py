@@ -39,13 +39,13 @@ class Alerts(Model):
     """Thresholds of the alerts (docs/monitoring.md has a runbook line per alert)."""
 
     enabled: bool = True
-    disk_usage_ratio: float = Field(default=0.85, gt=0, le=1)
+    disk_usage_ratio: float = Field(default=0.85, ge=0.01, le=1)
     """DorisBEDiskUsageHigh fires when a BE data directory is fuller than this (0-1)."""
     compaction_score: int = Field(default=100, ge=1)
     """DorisBECompactionScoreHigh fires when a BE's max base or cumulative compaction score exceeds this."""
-    query_error_ratio: float = Field(default=0.05, gt=0, le=1)
+    query_error_ratio: float = Field(default=0.05, ge=0.001, le=1)
     """DorisQueryErrorRateHigh fires when more than this share of queries fail (over 5 minutes)."""
-    load_failure_ratio: float = Field(default=0.1, gt=0, le=1)
+    load_failure_ratio: float = Field(default=0.1, ge=0.001, le=1)
     """DorisLoadFailures fires when more than this share of load transactions fail (over 15 minutes)."""
     decommission_stuck_minutes: int = Field(default=30, ge=1)
     """DorisDecommissionStuck fires when a decommissioning BE's tablet count has not decreased for this
