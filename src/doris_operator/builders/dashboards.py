@@ -6,7 +6,8 @@ Five dashboards: cluster overview, FE, BE, loads, and the operator.  Every query
 label matchers (see :mod:`.alerts` for the target labels); the datasource is a dashboard variable
 (``${datasource}``, of type prometheus), so the same JSON works with Grafana's dashboard sidecar and
 with the bundled Grafana (whose provisioned datasource is the default).  Metric names:
-:mod:`.doris_metrics`.
+:mod:`.doris_metrics`.  The FE's ``doris_fe_job`` has a label ``job`` of its own, which Prometheus keeps
+as ``exported_job`` (the target's ``job`` wins unless honor_labels).
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ def _panels(dm: DorisMonitor) -> list[DashboardDef]:
                 "percentunit",
                 (
                     q(
-                        f'jvm_heap_size_bytes{{{s}, type="used"}} / jvm_heap_size_bytes{{{s}, type="max"}}',
+                        f'jvm_heap_size_bytes{{{s}, type="used"}} / ignoring(type) jvm_heap_size_bytes{{{s}, type="max"}}',
                         "{{pod}}",
                     ),
                 ),
@@ -232,7 +233,7 @@ def _panels(dm: DorisMonitor) -> list[DashboardDef]:
             PanelDef(
                 "Load jobs",
                 "short",
-                (q(f'sum by (type, state) (doris_fe_job{{{s}, job="load"}})', "{{type}} {{state}}"),),
+                (q(f'sum by (type, state) (doris_fe_job{{{s}, exported_job="load"}})', "{{type}} {{state}}"),),
             ),
             PanelDef(
                 "Stream load rows/s",
