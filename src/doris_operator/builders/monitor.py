@@ -347,7 +347,7 @@ def prometheus_objects(dm: DorisMonitor, dc: DorisCluster | None) -> list[Obj]:
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "Role",
             "metadata": _meta(dm, sa, "prometheus"),
-            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}],
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]}],
         },
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
