@@ -140,7 +140,10 @@ def client_for(kube_cluster: Any) -> AsyncClient:
 
 def owned(k: Kubectl, ns: str) -> set[tuple[str, str]]:
     """Everything in the namespace carrying the monitor's label, of every kind it may own."""
-    kinds = "podmonitors,prometheusrules,configmaps,secrets,serviceaccounts,roles,rolebindings,statefulsets,deployments,services"
+    kinds = (
+        "podmonitors,prometheusrules,configmaps,secrets,serviceaccounts,roles,rolebindings,"
+        "statefulsets,deployments,services"
+    )
     items = k.json(kinds, "-n", ns, "-l", f"{mb.LABEL_MONITOR}=mon")["items"]
     return {(i["kind"], i["metadata"]["name"]) for i in items}
 

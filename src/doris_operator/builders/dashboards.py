@@ -233,7 +233,12 @@ def _panels(dm: DorisMonitor) -> list[DashboardDef]:
             PanelDef(
                 "Load jobs",
                 "short",
-                (q(f'sum by (type, state) (doris_fe_job{{{s}, exported_job="load"}})', "{{type}} {{state}}"),),
+                (
+                    q(
+                        f'sum by (type, state) (doris_fe_job{{{s}, exported_job="load"}})',
+                        "{{type}} {{state}}",
+                    ),
+                ),
             ),
             PanelDef(
                 "Stream load rows/s",
