@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ from doris_operator.api.dorismonitor import DorisMonitor
 from doris_operator.builders import monitor as mb
 from doris_operator.k8s import FIELD_MANAGER, Kube
 from doris_operator.reconcile import monitor as rm
-from harness import ROOT, Kubectl, eventually, sample
+from harness import ROOT, Kubectl, Operator, eventually, sample
 
 pytestmark = [pytest.mark.cluster, pytest.mark.prometheus]
 
@@ -234,3 +235,33 @@ async def _mode_switches(k: Kubectl, kube: Kube) -> None:
 
     k("delete", "dorismonitor", "mon", "-n", ns)
     eventually(lambda: not owned(k, ns), 90, what="the garbage collector deletes the DorisMonitor's objects")
+
+
+def test_the_operator_process_reconciles_a_dorismonitor(
+    monitoring_crds: Kubectl, kube_cluster: Any, tmp_path: Path, clean_namespaces: None
+) -> None:
+    """`doris-operator run` end to end: kopf's DorisMonitor index and events feed the monitor's work
+    loop; a spec edit is applied; deleting the DorisMonitor leaves nothing."""
+    k = monitoring_crds
+    ns = k.new_namespace("mon")
+    op = Operator(kube_cluster, tmp_path, "--resync", "3", "-n", ns).start()
+    try:
+        k.apply(sample(), ns)
+        k.apply(dmon(ns), ns)
+
+        def phase() -> str | None:
+            return (k.json("dorismonitor", "mon", "-n", ns).get("status") or {}).get("phase")
+
+        eventually(lambda: phase() == "Ready", 90, what=f"the DorisMonitor Ready\n{op.log_tail()}")
+        assert ("PodMonitor", "mon-fe") in owned(k, ns)
+        k.patch(ns, json.dumps({"spec": {"alerts": {"diskUsageRatio": 0.7}}}), target="dmon/mon")
+        eventually(
+            lambda: "> 0.7" in json.dumps(k.json("prometheusrule", "mon-rules", "-n", ns)["spec"]),
+            60,
+            what="the new threshold applied",
+        )
+        assert op.metrics().get('doris_operator_monitors{phase="Ready"}') == 1.0
+        k("delete", "dorismonitor", "mon", "-n", ns)
+        eventually(lambda: not owned(k, ns), 90, what="nothing left of the DorisMonitor")
+    finally:
+        op.stop()
