@@ -116,7 +116,15 @@ def _build(version: str, dest: Path, timeout: float) -> None:
     _log(f"building promtool and prometheus {version} into {dest} (a cold build takes several minutes)")
     started = time.monotonic()
     proc = subprocess.run(
-        [go_binary("promtool and prometheus"), "install", "-tags", PROMETHEUS_TAGS, "-ldflags", ldflags, *pkgs],
+        [
+            go_binary("promtool and prometheus"),
+            "install",
+            "-tags",
+            PROMETHEUS_TAGS,
+            "-ldflags",
+            ldflags,
+            *pkgs,
+        ],
         env=_go_env(work / "bin"),
         cwd=work,
         capture_output=True,
@@ -156,7 +164,13 @@ def _fetch_crds(version: str, dest: Path, timeout: float) -> None:
     work.mkdir(parents=True)
     _log(f"downloading {PROMETHEUS_OPERATOR_MODULE}@{version} for its CRDs")
     proc = subprocess.run(
-        [go_binary("the Prometheus Operator CRDs"), "mod", "download", "-json", f"{PROMETHEUS_OPERATOR_MODULE}@{version}"],
+        [
+            go_binary("the Prometheus Operator CRDs"),
+            "mod",
+            "download",
+            "-json",
+            f"{PROMETHEUS_OPERATOR_MODULE}@{version}",
+        ],
         env=_go_env(),
         cwd=work,
         capture_output=True,
@@ -164,7 +178,9 @@ def _fetch_crds(version: str, dest: Path, timeout: float) -> None:
         timeout=timeout,
     )
     if proc.returncode != 0:
-        raise PrometheusBuildError(f"go mod download {PROMETHEUS_OPERATOR_MODULE}@{version} failed:\n{proc.stderr[-4000:]}")
+        raise PrometheusBuildError(
+            f"go mod download {PROMETHEUS_OPERATOR_MODULE}@{version} failed:\n{proc.stderr[-4000:]}"
+        )
     src = Path(json.loads(proc.stdout)["Dir"]) / CRD_DIR_IN_MODULE
     files = sorted(src.glob("*.yaml"))
     if not files:
