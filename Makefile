@@ -24,7 +24,7 @@ cluster-env:
 	@$(LOCALCLUSTER) env --state-dir $(CLUSTER_STATE_DIR)
 
 # ---- project -------------------------------------------------------------------------------------------
-.PHONY: venv lint test test-fast crds helm demo lock
+.PHONY: venv lint test test-fast crds helm prometheus demo lock
 
 VENV_STAMP = .venv/.installed
 
@@ -46,6 +46,9 @@ crds: venv  ## regenerate config/crd, the chart's copy, the plain manifests and 
 
 helm: venv  ## build helm from the Go module proxy (cached)
 	$(PYTHON) hack/helm.py
+
+prometheus: venv  ## build promtool and prometheus, fetch the Prometheus Operator CRDs (cached)
+	$(PYTHON) hack/prometheus.py
 
 lint: venv
 	$(PYTHON) -m ruff check src sim tests hack bench deploy

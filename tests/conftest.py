@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 import localcluster  # hack/localcluster.py (pytest: pythonpath = ["hack"])
+import prometheus  # hack/prometheus.py
 from gotool import METRICS_SERVER
 from harness import CRD, Kubectl, eventually
 from metrics_server import MetricsServer
@@ -17,11 +18,18 @@ from metrics_server import MetricsServer
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Build the local control plane before any test runs: a first build (tens of minutes) must not
     count against a test's timeout. Cached builds return at once."""
-    if session.config.option.collectonly or os.environ.get("DORIS_OPERATOR_KUBECONFIG"):
+    if session.config.option.collectonly:
+        return
+    capman = session.config.pluginmanager.getplugin("capturemanager")
+    # promtool, prometheus and the Prometheus Operator CRDs (hack/prometheus.py), the same way
+    if any(item.get_closest_marker("prometheus") for item in session.items):
+        with capman.global_and_fixture_disabled() if capman else contextlib.nullcontext():
+            prometheus.ensure_prometheus_operator_crds()
+            prometheus.ensure_prometheus()
+    if os.environ.get("DORIS_OPERATOR_KUBECONFIG"):
         return
     fixtures = {name for item in session.items for name in getattr(item, "fixturenames", ())}
     if "kube_cluster" in fixtures:
-        capman = session.config.pluginmanager.getplugin("capturemanager")
         with capman.global_and_fixture_disabled() if capman else contextlib.nullcontext():
             localcluster.ensure_binaries()
             if "metrics_server" in fixtures:

@@ -30,7 +30,7 @@ Doc = dict[str, Any]
 
 # The verbs the code uses, per (apiGroup, resource): the chart must grant exactly these (README table).
 OPERATOR_RULES = {
-    ("doris.selectdb.com", "dorisclusters"): {"list", "watch", "patch"},
+    ("doris.selectdb.com", "dorisclusters"): {"get", "list", "watch", "patch"},
     ("doris.selectdb.com", "dorisclusters/status"): {"patch"},
     ("doris.selectdb.com", "dorisclusterautoscalers"): {"list", "watch"},
     ("doris.selectdb.com", "dorisclusterautoscalers/status"): {"patch"},
@@ -44,8 +44,17 @@ OPERATOR_RULES = {
     ("policy", "poddisruptionbudgets"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "secrets"): {"get", "create", "patch"},
     ("", "pods"): {"list", "watch", "patch", "delete"},
-    ("", "configmaps"): {"get"},
+    ("", "configmaps"): {"get", "list", "create", "patch", "delete"},
     ("", "events"): {"create"},
+    # DorisMonitor
+    ("doris.selectdb.com", "dorismonitors"): {"list", "watch"},
+    ("doris.selectdb.com", "dorismonitors/status"): {"patch"},
+    ("monitoring.coreos.com", "podmonitors"): {"list", "create", "patch", "delete"},
+    ("monitoring.coreos.com", "prometheusrules"): {"list", "create", "patch", "delete"},
+    ("apps", "deployments"): {"list", "create", "patch", "delete"},
+    ("", "serviceaccounts"): {"list", "create", "patch", "delete"},
+    ("rbac.authorization.k8s.io", "roles"): {"list", "create", "patch", "delete"},
+    ("rbac.authorization.k8s.io", "rolebindings"): {"list", "create", "patch", "delete"},
 }
 
 
@@ -343,8 +352,12 @@ def test_generated_manifests_are_up_to_date(helm: Path) -> None:
     assert have == want, "deploy/manifests/doris-operator.yaml is stale: run deploy/generate.py"
     docs = [d for d in yaml.safe_load_all(have) if d]
     assert one(docs, "Namespace")["metadata"]["name"] == "doris-operator"
-    crds = {d["metadata"]["name"] for d in docs if d.get("kind") == "CustomResourceDefinition"}
-    assert {"dorisclusters.doris.selectdb.com", "dorisinitializers.doris.selectdb.com"} <= crds
+    crds = {d["metadata"]["name"] for d in of_kind(docs, "CustomResourceDefinition")}
+    assert {
+        "dorisclusters.doris.selectdb.com",
+        "dorisinitializers.doris.selectdb.com",
+        "dorismonitors.doris.selectdb.com",
+    } <= crds
     assert one(docs, "Deployment")["metadata"]["namespace"] == "doris-operator"
     assert one(docs, "ClusterRole", "doris-operator")
 

@@ -291,8 +291,21 @@ def test_render_status() -> None:
                 }
             },
             "members": {"fe": None, "be": None, "error": "FE x:9030 not reachable: boom"},
+            "monitors": [kp.monitor_status({
+                "metadata": {"name": "mon"}, "spec": {"cluster": NAME, "mode": "bundled"},
+                "status": {"phase": "Progressing", "prometheusURL": "http://mon-prometheus.doris.svc:9090",
+                           "grafanaURL": "http://mon-grafana.doris.svc:3000",
+                           "parts": {"prometheus": {"ready": False,
+                                                    "message": "the Prometheus pod is not ready yet"},
+                                     "rules": {"ready": True}, "grafana": {"ready": True},
+                                     "dashboards": {"ready": True}}},
+            })],
         }
     )  # fmt: skip
+    assert "DorisMonitor mon (bundled): Progressing, 3/4 parts ready" in text
+    assert "prometheus: the Prometheus pod is not ready yet" in text
+    assert "Prometheus: http://mon-prometheus.doris.svc:9090" in text
+    assert "Grafana: http://mon-grafana.doris.svc:3000" in text
     assert "DorisCluster doris/doriscluster-sample: Ready" in text
     assert "3/3" in text and "Available" in text
     assert f"be: {NAME}-be-2 decommissioning, 17 tablets left" in text
@@ -569,9 +582,7 @@ def test_status_when_the_fe_is_unreachable() -> None:
     dc = {"metadata": {"name": NAME, "namespace": "doris"}, "spec": {"feSpec": {"replicas": 3}}}
     table = kp.parse_resolve([f"{NAME}-fe-service.doris.svc:9030=127.0.0.1:1"])
     st = kp.cluster_status(FakeKube({}, namespace="doris"), dc, table, True)
-    assert st["members"]["error"].startswith(
-        f"FE {NAME}-fe-service.doris.svc:9030 not reachable"
-    )
+    assert st["members"]["error"].startswith(f"FE {NAME}-fe-service.doris.svc:9030 not reachable")
     text = kp.render_status(st)
     assert "DorisCluster doris/doriscluster-sample: Unknown" in text and "fe         0/3" in text
     assert "(showing Kubernetes state only)" in text

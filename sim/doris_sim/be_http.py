@@ -4,12 +4,16 @@ It answers the two endpoints a user reaches from outside the cluster:
 
 * ``GET /api/health`` -> ``{"status": "OK","msg": "To Be Added"}`` (the BE health action);
 * ``GET /api/_load_error_log?file=<path>`` -> the rows a load rejected, as text, for the files added
-  with :meth:`BeWebServer.add_error_log` (a stream load's ``ErrorURL`` points here); 404 otherwise.
+  with :meth:`BeWebServer.add_error_log` (a stream load's ``ErrorURL`` points here); 404 otherwise;
+* ``GET /metrics`` -> the BE's metrics (Prometheus text) from :attr:`BeWebServer.metrics` (for example
+  ``lambda: DorisMetrics(cluster).be_text(host, 9050)`` of :mod:`doris_sim.metrics`); 503 while it
+  returns None (the BE is down), 404 when unset.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Self
 from urllib.parse import parse_qs, urlsplit
@@ -35,6 +39,7 @@ class BeWebServer:
         self._requested_port = port
         self.error_logs: dict[str, str] = {}
         self.requests: list[str] = []
+        self.metrics: Callable[[], str | None] | None = None
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -78,6 +83,13 @@ class BeWebServer:
                         self._send(200, owner.error_logs[files[0]])
                     else:
                         self._send(404, f"error log file not found: {files[0] if files else ''}\n")
+                    return
+                if url.path == "/metrics" and owner.metrics is not None:
+                    text = owner.metrics()
+                    if text is None:
+                        self._send(503, "unavailable\n")
+                    else:
+                        self._send(200, text, "text/plain; version=0.0.4; charset=utf-8")
                     return
                 self._send(404, "Not Found\n")
 

@@ -12,6 +12,7 @@ import kopf
 from .api import doriscluster as dc
 from .api import dorisclusterautoscaler as dca
 from .api import dorisinitializer as di
+from .api import dorismonitor as dm
 from .builders import names
 from .reconcile.controller import Controller
 from .reconcile.observed import child_key, pod_key, trim_child, trim_pod
@@ -83,6 +84,8 @@ async def cluster_event(type: str, namespace: str | None, name: str, memo: kopf.
         controller.forget(key)
     else:
         controller.enqueue(key)
+    if "monitors" in memo:
+        memo["monitors"].cluster_changed(key)
     if "initializers" in memo:
         memo["initializers"].wake_cluster(key)
 
@@ -141,3 +144,21 @@ async def cluster_autoscaler_event(body: kopf.Body, namespace: str | None, memo:
 @kopf.on.event("v1", "pods", labels={names.LABEL_CLUSTER: kopf.PRESENT}, registry=registry)
 async def pod_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     _wake(memo, pod_key(body))
+
+
+# DorisMonitor (reconcile/monitor.py): its own index and work loop; children are read live per reconcile.
+@kopf.index(dc.GROUP, dc.VERSION, dm.PLURAL, registry=registry)
+async def dmon_monitors(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
+    fields = ("apiVersion", "kind", "metadata", "spec", "status")
+    return {(namespace, name): {k: copy.deepcopy(body[k]) for k in fields if k in body}}
+
+
+@kopf.on.event(dc.GROUP, dc.VERSION, dm.PLURAL, registry=registry)
+async def monitor_event(type: str, namespace: str | None, name: str, memo: kopf.Memo, **kwargs: Any) -> None:
+    monitors = memo["monitors"]
+    monitors.attach({k: v for k, v in kwargs.items() if k.startswith("dmon_")})
+    key = (namespace or "default", name)
+    if type == "DELETED":
+        monitors.forget(key)
+    else:
+        monitors.enqueue(key)

@@ -18,15 +18,17 @@ from lightkube import ApiError, AsyncClient
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.models.core_v1 import EventSource, ObjectReference
 from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.resources.apps_v1 import StatefulSet
+from lightkube.resources.apps_v1 import Deployment, StatefulSet
 from lightkube.resources.autoscaling_v2 import HorizontalPodAutoscaler
-from lightkube.resources.core_v1 import ConfigMap, Event, Pod, Secret, Service
+from lightkube.resources.core_v1 import ConfigMap, Event, Pod, Secret, Service, ServiceAccount
 from lightkube.resources.policy_v1 import PodDisruptionBudget
+from lightkube.resources.rbac_authorization_v1 import Role, RoleBinding
 from lightkube.types import PatchType
 
 from .api import doriscluster as dc
 from .api import dorisclusterautoscaler as dca
 from .api import dorisinitializer as di
+from .api import dorismonitor as dm
 from .metrics import API_REQUESTS, FENCED_WRITES
 
 FIELD_MANAGER = "doris-operator"
@@ -36,6 +38,11 @@ DorisClusterResource = create_namespaced_resource(dc.GROUP, dc.VERSION, dc.KIND,
 DorisClusterAutoscalerResource = create_namespaced_resource(dc.GROUP, dc.VERSION, dca.KIND, dca.PLURAL)
 PodMetrics = create_namespaced_resource("metrics.k8s.io", "v1beta1", "PodMetrics", "pods")
 DorisInitializerResource = create_namespaced_resource(dc.GROUP, dc.VERSION, di.KIND, di.PLURAL)
+DorisMonitorResource = create_namespaced_resource(dc.GROUP, dc.VERSION, dm.KIND, dm.PLURAL)
+PodMonitorResource = create_namespaced_resource("monitoring.coreos.com", "v1", "PodMonitor", "podmonitors")
+PrometheusRuleResource = create_namespaced_resource(
+    "monitoring.coreos.com", "v1", "PrometheusRule", "prometheusrules"
+)
 
 KINDS: dict[str, Any] = {
     "StatefulSet": StatefulSet,
@@ -44,7 +51,16 @@ KINDS: dict[str, Any] = {
     "HorizontalPodAutoscaler": HorizontalPodAutoscaler,
     "Secret": Secret,
     "Pod": Pod,
+    # DorisMonitor's children (reconcile/monitor.py)
     "ConfigMap": ConfigMap,
+    "Deployment": Deployment,
+    "ServiceAccount": ServiceAccount,
+    "Role": Role,
+    "RoleBinding": RoleBinding,
+    "PodMonitor": PodMonitorResource,
+    "PrometheusRule": PrometheusRuleResource,
+    dm.KIND: DorisMonitorResource,
+    dc.KIND: DorisClusterResource,
 }
 
 
@@ -284,11 +300,18 @@ class Kube:
         return True
 
     async def patch_status(
-        self, name: str, namespace: str, status: dict[str, Any], resource: Any = None
+        self,
+        name: str,
+        namespace: str,
+        status: dict[str, Any],
+        resource: Any = None,
+        *,
+        kind: str | None = None,
     ) -> None:
         """Set the whole status (a JSON patch: nested fields no longer present go too) of a
-        DorisCluster, or of another custom resource given its lightkube ``resource`` class."""
-        resource = resource or DorisClusterResource
+        DorisCluster, or of another custom resource given its lightkube ``resource`` class or its
+        ``kind`` (a name in :data:`KINDS`)."""
+        resource = resource or (KINDS[kind] if kind else DorisClusterResource)
         self._write("patch", f"{resource.__name__}/status")
         await self.client.patch(
             resource.Status,
@@ -336,6 +359,13 @@ class Kube:
         selector: dict[str, Any] = dict(labels)
         listing = self.client.list(PodMetrics, namespace=namespace, labels=selector)
         return [dict(item.to_dict()) async for item in listing]  # type: ignore[no-untyped-call]
+
+    async def list_labelled(self, kind: str, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
+        """The objects of ``kind`` in ``namespace`` carrying all ``labels``."""
+        _count("list", kind)
+        return [
+            o.to_dict() async for o in self.client.list(KINDS[kind], namespace=namespace, labels=dict(labels))
+        ]
 
     async def secret_data(self, name: str, namespace: str) -> dict[str, str] | None:
         """A Secret's data (base64), or None when it doesn't exist.  Never logged."""

@@ -33,3 +33,34 @@ FENCED_WRITES = Counter(
     ["verb", "kind"],
     registry=REGISTRY,
 )
+
+MONITORS = Gauge("doris_operator_monitors", "DorisMonitors by phase", ["phase"], registry=REGISTRY)
+DECOMMISSION_TABLETS = Gauge(
+    "doris_operator_decommission_tablets",
+    "Tablets still on a BE or CN being decommissioned for a scale-in, by pod (the DorisDecommissionStuck "
+    "alert watches it move)",
+    ["doris_namespace", "doris_cluster", "component", "be_pod"],
+    registry=REGISTRY,
+)
+_DRAINING: dict[tuple[str, str], set[tuple[str, str, str, str]]] = {}
+
+# Series that exist from the start, so that rate() over them answers 0 rather than nothing.
+for _result in ("changed", "unchanged", "error"):
+    RECONCILES.labels(result=_result)
+for _phase in ("Ready", "Progressing", "Degraded", "Paused"):
+    CLUSTERS.labels(phase=_phase)
+
+
+def export_draining(namespace: str, cluster: str, draining: dict[str, dict[str, int]]) -> None:
+    """Set the tablets left per draining pod of one cluster (``{component: {pod: tablets}}``); pods no
+    longer draining lose their series."""
+    current = {
+        (namespace, cluster, comp, pod): tablets
+        for comp, pods in draining.items()
+        for pod, tablets in pods.items()
+    }
+    for gone in _DRAINING.get((namespace, cluster), set()) - set(current):
+        DECOMMISSION_TABLETS.remove(*gone)
+    for labels, tablets in current.items():
+        DECOMMISSION_TABLETS.labels(*labels).set(tablets)
+    _DRAINING[(namespace, cluster)] = set(current)

@@ -23,6 +23,7 @@ from .metrics import REGISTRY
 from .reconcile.autoscaler import AutoscalerLoop, fe_backends
 from .reconcile.controller import Controller
 from .reconcile.initializer import InitializerController
+from .reconcile.monitor import MonitorController
 
 if TYPE_CHECKING:  # the webhook (and cryptography) is imported only when it is served
     from .webhook.server import WebhookOptions, WebhookServer
@@ -98,13 +99,16 @@ async def _operate(opts: Options, kube: Kube, state: dict[str, bool]) -> None:
     initializers.allow_fe_address_annotation = opts.allow_fe_address_annotation
     backends = fe_backends(kube, opts.allow_fe_address_annotation)
     autoscaler = AutoscalerLoop(kube, lambda: controller.indexes, backends, opts.autoscaler_interval)
+    monitors = MonitorController(kube, resync=opts.resync)
     stop = asyncio.Event()
     started = asyncio.Event()
     operator = asyncio.create_task(
         kopf.operator(
             registry=handlers.registry,
             settings=_settings(),
-            memo=kopf.Memo(controller=controller, initializers=initializers, autoscaler=autoscaler),
+            memo=kopf.Memo(
+                controller=controller, initializers=initializers, autoscaler=autoscaler, monitors=monitors
+            ),
             clusterwide=not opts.namespaces,
             namespaces=opts.namespaces,
             standalone=True,
@@ -115,6 +119,7 @@ async def _operate(opts: Options, kube: Kube, state: dict[str, bool]) -> None:
     work = asyncio.create_task(controller.run())
     init_work = asyncio.create_task(initializers.run())
     scaling = asyncio.create_task(autoscaler.run())
+    monitoring = asyncio.create_task(monitors.run())
 
     async def synced() -> None:
         await started.wait()  # kopf's watches are up (with no DorisCluster, the controller never syncs)
@@ -122,13 +127,15 @@ async def _operate(opts: Options, kube: Kube, state: dict[str, bool]) -> None:
 
     watch = asyncio.create_task(synced())
     try:
-        done, _ = await asyncio.wait({operator, work, init_work}, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(
+            {operator, work, init_work, monitoring}, return_when=asyncio.FIRST_COMPLETED
+        )
         for task in done:
             if not task.cancelled():  # kopf cancels the loop's tasks when it stops on SIGTERM
                 task.result()
     finally:
         stop.set()
-        for task in (work, init_work, watch, scaling):
+        for task in (work, init_work, watch, scaling, monitoring):
             task.cancel()
         try:
             await asyncio.wait_for(operator, timeout=10)

@@ -17,6 +17,7 @@ import yaml
 from . import doriscluster as dc
 from . import dorisclusterautoscaler as dca
 from . import dorisinitializer as di
+from . import dorismonitor as dm
 
 CRD_DIR = Path("config/crd")
 
@@ -249,8 +250,33 @@ def dorisclusterautoscaler_crd() -> dict[str, Any]:
     )
 
 
+def dorismonitor_crd() -> dict[str, Any]:
+    spec_schema = structural(dm.DorisMonitorSpec.model_json_schema(by_alias=True, mode="validation"))
+    status_schema = structural(dm.DorisMonitorStatus.model_json_schema(by_alias=True, mode="validation"))
+    spec_schema["description"] = "What to monitor, and how (prometheusOperator or bundled)."
+    status_schema["description"] = "The observed state, written by the operator."
+    columns: list[dict[str, Any]] = [
+        {"name": "Cluster", "type": "string", "jsonPath": ".spec.cluster"},
+        {"name": "Mode", "type": "string", "jsonPath": ".spec.mode"},
+        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+        {"name": "Grafana", "type": "string", "priority": 1, "jsonPath": ".status.grafanaURL"},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ]
+    crd = namespaced_crd(
+        dm.KIND,
+        dm.PLURAL,
+        [dm.SHORT_NAME],
+        "Metrics, alerts and dashboards for one DorisCluster.",
+        spec_schema,
+        status_schema,
+        columns,
+    )
+    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["required"] = ["spec"]
+    return crd
+
+
 def all_crds() -> list[dict[str, Any]]:
-    return [doriscluster_crd(), dorisinitializer_crd(), dorisclusterautoscaler_crd()]
+    return [doriscluster_crd(), dorisinitializer_crd(), dorisclusterautoscaler_crd(), dorismonitor_crd()]
 
 
 def crd_filename(crd: dict[str, Any]) -> str:

@@ -179,16 +179,18 @@ _KIND_NAMES = {
     "secret": "Secret",
     "dcr": "DorisCluster",
     "dinit": "DorisInitializer",
+    "dmon": "DorisMonitor",
 }
 
 
 def _resource(kind: str) -> Any:
     from lightkube.resources.core_v1 import Node, Pod, Secret, Service
 
-    from ..k8s import DorisClusterResource, DorisInitializerResource
+    from ..k8s import DorisClusterResource, DorisInitializerResource, DorisMonitorResource
 
     return {
         "dinit": DorisInitializerResource,
+        "dmon": DorisMonitorResource,
         "pod": Pod,
         "service": Service,
         "node": Node,

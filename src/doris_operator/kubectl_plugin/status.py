@@ -94,7 +94,28 @@ def cluster_status(
     if with_members:
         out["members"] = members(kube, dc, namespace, table)
     out["initializers"] = initializers(kube, meta["name"], namespace)
+    with contextlib.suppress(PluginError):  # no DorisMonitor CRD, or listing it is forbidden
+        out["monitors"] = [
+            monitor_status(m)
+            for m in kube.list("dmon", namespace)
+            if (m.get("spec") or {}).get("cluster") == meta["name"]
+        ]
     return out
+
+
+def monitor_status(dm: dict[str, Any]) -> dict[str, Any]:
+    """A DorisMonitor of the cluster: mode, phase, parts and URLs (from its status)."""
+    st = dm.get("status") or {}
+    parts = st.get("parts") or {}
+    return {
+        "name": dm["metadata"]["name"],
+        "mode": (dm.get("spec") or {}).get("mode") or "prometheusOperator",
+        "phase": st.get("phase"),
+        "parts": {k: bool(v.get("ready")) for k, v in parts.items()},
+        "problems": [f"{k}: {v.get('message')}" for k, v in sorted(parts.items()) if not v.get("ready")],
+        "prometheusURL": st.get("prometheusURL"),
+        "grafanaURL": st.get("grafanaURL"),
+    }
 
 
 def initializers(kube: Kube, cluster: str, namespace: str) -> list[dict[str, Any]]:
@@ -228,6 +249,17 @@ def render_status(s: dict[str, Any]) -> str:
         lines += ["", _table(rows)]
     if s.get("nodeAddresses"):
         lines.append(f"  node ports are open on every node: {', '.join(s['nodeAddresses'])}")
+    for mon in s.get("monitors") or []:
+        ready = sum(mon["parts"].values())
+        lines += [
+            "",
+            f"DorisMonitor {mon['name']} ({mon['mode']}): {mon['phase'] or 'Unknown'}, "
+            f"{ready}/{len(mon['parts'])} parts ready ({', '.join(sorted(mon['parts'])) or 'none'})",
+        ]
+        lines += [f"  {p}" for p in mon["problems"]]
+        for what in ("prometheusURL", "grafanaURL"):
+            if mon.get(what):
+                lines.append(f"  {what[:-3].capitalize()}: {mon[what]}")
     for init in s.get("initializers") or []:
         lines += [
             "",

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..k8s import Kube, NotLeading
-from ..metrics import CLUSTERS, QUEUE_DEPTH, RECONCILE_ERRORS, RECONCILE_SECONDS, RECONCILES
+from ..metrics import CLUSTERS, QUEUE_DEPTH, RECONCILE_ERRORS, RECONCILE_SECONDS, RECONCILES, export_draining
 from .act import AppliedMemory, EventRecorder
 from .observed import ClusterKey
 from .pipeline import Context, reconcile
@@ -50,6 +50,7 @@ class Controller:
         self.ctx.events.forget(*key)
         self.ctx.written.pop(key, None)
         self.ctx.rollouts.pop(key, None)
+        export_draining(*key, {})
         self._export_phases()
 
     async def run(self) -> None:

@@ -30,6 +30,7 @@ from ..api.validation import InvalidResource
 from ..builders.config import resolve as resolve_config
 from ..doris.client import Credentials, DorisClient
 from ..k8s import Fence, Kube, NotLeading
+from ..metrics import export_draining
 from .act import AppliedMemory, EventRecorder, Executor, WriteStatus, digest
 from .intent import Annotate, annotator
 from .membership import FE_ADDRESS_ANNOTATION, FeSession, credentials, fe_endpoint, reconcile_membership
@@ -314,6 +315,7 @@ async def _finish(
                 raise
             except Exception as err:
                 log.warning("could not record %s: %s", reason, err)
+    export_draining(snap.dc.namespace, snap.dc.name, findings.draining)
     status = plan_status(snap, findings, _now())
     await executor.run([WriteStatus(status, snap.old_status)])
     result.writes = executor.writes

@@ -54,7 +54,7 @@ The operator's rules on the namespaced objects it reconciles. Every verb is used
 {{- define "doris-operator.operatorRules" -}}
 - apiGroups: ["doris.selectdb.com"]
   resources: ["dorisclusters"]
-  verbs: ["list", "watch"]
+  verbs: ["get", "list", "watch"]
 # patch: a DorisClusterAutoscaler's decision, server-side apply of only <comp>Spec.replicas under the
 # field manager doris-operator-autoscaler
 - apiGroups: ["doris.selectdb.com"]
@@ -113,8 +113,28 @@ The operator's rules on the namespaced objects it reconciles. Every verb is used
   verbs: ["list", "watch", "patch", "delete"]
 - apiGroups: [""]
   resources: ["configmaps"]
-  verbs: ["get"]
+  verbs: ["get", "list", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
+# DorisMonitor (reconcile/monitor.py): its children are listed by label, applied, pruned; never watched
+- apiGroups: ["doris.selectdb.com"]
+  resources: ["dorismonitors"]
+  verbs: ["list", "watch"]
+- apiGroups: ["doris.selectdb.com"]
+  resources: ["dorismonitors/status"]
+  verbs: ["patch"]
+- apiGroups: ["monitoring.coreos.com"]
+  resources: ["podmonitors", "prometheusrules"]
+  verbs: ["list", "create", "patch", "delete"]
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["list", "create", "patch", "delete"]
+- apiGroups: [""]
+  resources: ["serviceaccounts"]
+  verbs: ["list", "create", "patch", "delete"]
+# the bundled Prometheus's Role (pods list/watch in the cluster's namespace, which the operator holds)
+- apiGroups: ["rbac.authorization.k8s.io"]
+  resources: ["roles", "rolebindings"]
+  verbs: ["list", "create", "patch", "delete"]
 {{- end -}}
