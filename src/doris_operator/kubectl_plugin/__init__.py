@@ -41,7 +41,7 @@ from .error_url import (
     plan_error_url,
     via_pod_ip,
 )
-from .status import cluster_status, cmd_status, render_status
+from .status import cluster_status, cmd_status, monitor_status, render_status
 
 __all__ = [
     "DEBUG_ANNOTATION",
@@ -65,6 +65,7 @@ __all__ = [
     "parse_resolve",
     "parser",
     "plan_error_url",
+    "monitor_status",
     "render_status",
     "resolve",
     "run",
