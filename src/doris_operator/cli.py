@@ -243,6 +243,11 @@ def _webhook_args(parser: argparse.ArgumentParser, prefix: str = "") -> None:
         help="cert-manager mode: leave the configurations to the installer",
     )
     arg("no-policy", action="store_true", help="don't apply the StatefulSet policy")
+    arg(
+        "no-evictions",
+        action="store_true",
+        help="don't serve or register the drain-safe eviction webhook (pods/eviction)",
+    )
 
 
 def _webhook_options(args: argparse.Namespace, prefix: str = "") -> Any:
@@ -268,6 +273,7 @@ def _webhook_options(args: argparse.Namespace, prefix: str = "") -> Any:
         check_interval=v("check_interval"),
         install=not v("no_install"),
         install_policy=not v("no_policy"),
+        evictions=not v("no_evictions"),
         config_name=v("config_name"),
         policy_name=v("policy_name"),
         validation_failure_policy=v("validation_failure_policy"),

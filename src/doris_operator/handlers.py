@@ -11,6 +11,7 @@ import kopf
 from .api import doriscluster as dc
 from .builders import names
 from .reconcile.controller import Controller
+from .reconcile.failover import trim_node
 from .reconcile.observed import child_key, pod_key, trim_child, trim_pod
 
 registry = kopf.OperatorRegistry()
@@ -98,3 +99,14 @@ async def secret_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.event("v1", "pods", labels={names.LABEL_CLUSTER: kopf.PRESENT}, registry=registry)
 async def pod_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     _wake(memo, pod_key(body))
+
+
+@kopf.index("v1", "nodes", registry=registry)
+async def dc_nodes(body: kopf.Body, name: str, **_: Any) -> dict[Any, Any]:
+    """Cluster-scoped (watched even when the operator watches some namespaces): failover's view."""
+    return {name: trim_node(body)}
+
+
+@kopf.on.event("v1", "nodes", registry=registry)
+async def node_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    memo["controller"].wake_node(body["metadata"]["name"])

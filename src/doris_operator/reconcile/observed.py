@@ -10,6 +10,7 @@ from ..builders import names
 Obj = dict[str, Any]
 ClusterKey = tuple[str, str]
 APPLIED_HASH = "doris.apache.org/applied-hash"
+KEPT_ANNOTATIONS = frozenset({APPLIED_HASH, names.DRAIN_STARTED, names.DRAIN_BACKEND})
 
 
 def _meta(body: Any) -> Obj:
@@ -19,7 +20,7 @@ def _meta(body: Any) -> Obj:
         "namespace": meta.get("namespace"),
         "uid": meta.get("uid"),
         "labels": dict(meta.get("labels") or {}),
-        "annotations": {k: v for k, v in (meta.get("annotations") or {}).items() if k == APPLIED_HASH},
+        "annotations": {k: v for k, v in (meta.get("annotations") or {}).items() if k in KEPT_ANNOTATIONS},
         "generation": meta.get("generation"),
         "resourceVersion": meta.get("resourceVersion"),
     }
@@ -74,6 +75,18 @@ def trim_pod(body: Any) -> Obj:
         "message": status.get("message"),
         "revision": (body["metadata"].get("labels") or {}).get("controller-revision-hash"),
         "podIP": status.get("podIP"),
+        "nodeName": (body.get("spec") or {}).get("nodeName"),
+        "containersReady": conditions.get("ContainersReady") == "True",
+        "gated": any(
+            g.get("conditionType") == names.MEMBER_ALIVE
+            for g in (body.get("spec") or {}).get("readinessGates") or []
+        ),
+        "memberAlive": conditions.get(names.MEMBER_ALIVE),
+        "claims": [
+            v["persistentVolumeClaim"]["claimName"]
+            for v in (body.get("spec") or {}).get("volumes") or []
+            if (v.get("persistentVolumeClaim") or {}).get("claimName")
+        ],
     }
 
 

@@ -10,7 +10,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from lightkube import ApiError
@@ -22,6 +22,7 @@ from ..builders.config import config_map_names
 from ..builders.config import resolve as resolve_config
 from ..doris.client import Credentials
 from ..k8s import Kube
+from .faults import reconcile_faults
 from .membership import FeSession, credentials, fe_endpoint, reconcile_membership
 from .observed import APPLIED_HASH, Obj
 from .rollout import RolloutMemory, reconcile_rollout
@@ -88,6 +89,8 @@ class Context:
     written: dict[tuple[str, str], Obj] = field(default_factory=dict)
     """The status last written per cluster: the watched copy lags behind our own writes."""
     rollouts: dict[tuple[str, str], RolloutMemory] = field(default_factory=dict)
+    nodes: Callable[[], Mapping[str, Obj]] | None = None
+    """The watched nodes by name (failover); None: not watched, no failover."""
 
 
 @dataclass
@@ -111,7 +114,8 @@ def _component(obj: Obj) -> str:
 
 async def reconcile(body: Obj, children: Iterable[Obj], pods: Iterable[Obj], ctx: Context) -> Result:
     observed = {(c["kind"], c["metadata"]["name"]): c for c in children}
-    pod_list = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+    all_pods = list(pods)
+    pod_list = [p for p in all_pods if not p["metadata"].get("deletionTimestamp")]
     meta = body["metadata"]
     old_status = body.get("status") or {}
     result = Result()
@@ -172,11 +176,18 @@ async def reconcile(body: Obj, children: Iterable[Obj], pods: Iterable[Obj], ctx
         )
     finally:
         await session.close()
+    nodes = ctx.nodes() if ctx.nodes is not None else None
+    faults = await reconcile_faults(dc, all_pods, nodes, old_status, ctx.kube, port, creds, record)
+    result.writes += faults.writes
     status = _status(dc, observed, pod_list, findings, old_status)
+    if faults.failover_status:
+        status["failover"] = faults.failover_status
     await _write_status(body, old_status, status, ctx, result)
     result.phase = status["phase"]
     if status["phase"] != "Ready":
         result.requeue_after = NOT_CONVERGED_REQUEUE
+    if faults.requeue_after is not None:
+        result.requeue_after = min(result.requeue_after or faults.requeue_after, faults.requeue_after)
     return result
 
 

@@ -34,6 +34,8 @@ from lightkube.resources.core_v1 import Secret
 
 from . import certs, configs
 from .admission import REGISTRY, AdmissionKind, Registry, mutate_review, validate_review
+from .eviction import PATH as EVICTION_PATH
+from .eviction import EvictionGuard
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +80,8 @@ class WebhookOptions:
     exempt_users: list[str] = field(default_factory=lambda: list(configs.SYSTEM_USERS))
     extra_hosts: list[str] = field(default_factory=list)
     """More names or IPs for the serving certificate."""
+    evictions: bool = True
+    """Serve and register the drain-safe eviction webhook (pods/eviction, failurePolicy Ignore)."""
 
     def hosts(self) -> list[str]:
         """Names the serving certificate covers: the URL's host, or the Service's DNS names."""
@@ -112,6 +116,7 @@ class WebhookOptions:
             policy_name=self.policy_name,
             operator_users=operator_users,
             exempt_users=self.exempt_users,
+            evictions=self.evictions,
         )
 
 
@@ -156,7 +161,11 @@ class ReloadableTLS:
             os.rmdir(self._dir)
 
 
-def build_app(registry: Registry, ready: Callable[[], bool] | None = None) -> web.Application:
+def build_app(
+    registry: Registry,
+    ready: Callable[[], bool] | None = None,
+    eviction: Callable[[Obj], Awaitable[Obj]] | None = None,
+) -> web.Application:
     """The HTTP side: ``POST /validate/<group>/<plural>``, ``POST /mutate/<group>/<plural>``,
     ``GET /healthz`` and ``/readyz``.  Denials are AdmissionReviews with HTTP 200; a malformed review
     is a 400 and a failure in a handler a 500, which the apiserver treats per failurePolicy."""
@@ -197,6 +206,14 @@ def build_app(registry: Registry, ready: Callable[[], bool] | None = None) -> we
         ok = ready() if ready is not None else True
         return web.Response(text="ok" if ok else "not ready", status=200 if ok else 503)
 
+    async def evict(request: web.Request) -> web.Response:
+        assert eviction is not None
+        try:
+            body = await request.json()
+            return web.json_response(await eviction(body))
+        except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as err:
+            return web.json_response({"error": str(err)}, status=400)
+
     app = web.Application(client_max_size=8 * 1024 * 1024)
     app.add_routes(
         [
@@ -206,6 +223,8 @@ def build_app(registry: Registry, ready: Callable[[], bool] | None = None) -> we
             web.get("/readyz", readyz),
         ]
     )
+    if eviction is not None:
+        app.add_routes([web.post(EVICTION_PATH, evict)])
     return app
 
 
@@ -298,7 +317,8 @@ class WebhookServer:
             await self._wait_for(self._reload_files, 30, f"certificate files in {opts.cert_dir}")
         else:
             await self._sync_secret()
-        app = build_app(self.registry, lambda: self._ready)
+        guard = EvictionGuard(self.client) if opts.evictions else None
+        app = build_app(self.registry, lambda: self._ready, guard.review if guard else None)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, opts.host, opts.port, ssl_context=self.tls.context)

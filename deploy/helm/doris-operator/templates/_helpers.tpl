@@ -54,7 +54,7 @@ The operator's rules on the namespaced objects it reconciles. Every verb is used
 {{- define "doris-operator.operatorRules" -}}
 - apiGroups: ["doris.selectdb.com"]
   resources: ["dorisclusters"]
-  verbs: ["list", "watch"]
+  verbs: ["get", "list", "watch"]
 - apiGroups: ["doris.selectdb.com"]
   resources: ["dorisclusters/status"]
   verbs: ["patch"]
@@ -72,7 +72,15 @@ The operator's rules on the namespaced objects it reconciles. Every verb is used
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["list", "watch", "delete"]
+  verbs: ["get", "list", "watch", "delete", "patch"]
+# the readiness gate doris.apache.org/member-alive (a strategic merge of that one condition)
+- apiGroups: [""]
+  resources: ["pods/status"]
+  verbs: ["patch"]
+# failover.recreateLocalClaims: a BE's claim bound to a volume on a lost node
+- apiGroups: [""]
+  resources: ["persistentvolumeclaims"]
+  verbs: ["get", "delete"]
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["get"]
