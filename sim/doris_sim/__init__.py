@@ -1,1 +1,1 @@
-"""Simulated Doris processes for tests and demos (see :mod:`doris_operator.sim.fe`)."""
+"""Simulated Doris processes for tests and demos (see :mod:`doris_sim.fe`)."""

@@ -1,5 +1,5 @@
-"""``python -m doris_operator.sim``: a simulated Doris FE for one DorisCluster whose pods register as the
-official images would (:mod:`doris_operator.sim.images`). Prints the FE's ``host:port`` on one line
+"""``python -m doris_sim``: a simulated Doris FE for one DorisCluster whose pods register as the
+official images would (:mod:`doris_sim.images`). Prints the FE's ``host:port`` on one line
 once serving, then runs until SIGTERM or SIGINT."""
 
 from __future__ import annotations
@@ -14,9 +14,7 @@ from .images import ImageDriver
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m doris_operator.sim", description=(__doc__ or "").split("\n\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m doris_sim", description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--kubeconfig", help="default: $KUBECONFIG, then the in-cluster service account")
     parser.add_argument("--namespace", required=True, help="namespace of the DorisCluster")
     parser.add_argument("--cluster", required=True, help="name of the DorisCluster")

@@ -3,7 +3,7 @@
 In Kubernetes, ``fe_entrypoint.sh``, ``be_entrypoint.sh`` and ``broker_entrypoint.sh`` register each pod
 with the FE master and start the process, whose heartbeats keep it alive. :class:`ImageDriver` watches
 the pods labelled ``app.doris.cluster=<name>`` (list, then watch from that resourceVersion; list again
-after an error) and does the same to a :class:`~doris_operator.sim.fe.SimCluster`, whose FE it serves
+after an error) and does the same to a :class:`~doris_sim.model.SimCluster`, whose FE it serves
 over MySQL on 127.0.0.1 in place of ``{cluster}-fe-service:9030``:
 
 * FE pod 0 finding no live master bootstraps the cluster: the SimCluster's first master is

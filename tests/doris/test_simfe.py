@@ -312,13 +312,15 @@ def test_decommission_of_an_empty_compute_node_finishes_at_once(db: Any, cluster
 def test_decommission_stalls_without_room_for_the_replicas(clock: ManualClock) -> None:
     cluster = SimCluster("2.1.8", clock=clock, replication_num=3)
     for i in (1, 2, 3):
-        cluster.register_backend(f"10.0.0.{i}", 9050, tablets=30)
+        cluster.register_backend(f"10.0.0.{i}", 9050)
+    cluster.create_tablets(30)  # three replicas each, one per backend
     cluster.execute('ALTER SYSTEM DECOMMISSION BACKEND "10.0.0.1:9050"')
     clock.advance(100)
     assert [r["TabletNum"] for r in cluster.show_backends().dicts()] == ["30", "30", "30"]
     cluster.register_backend("10.0.0.4", 9050)  # a third target: draining starts from now on
     clock.advance(1)
     assert [r["TabletNum"] for r in cluster.show_backends().dicts()] == ["20", "30", "30", "10"]
+    assert cluster.min_healthy_replicas() == 3 and cluster.lowest_healthy_replicas_seen() == 3
 
 
 def test_decommission_errors(db: Any) -> None:
@@ -335,6 +337,7 @@ def test_decommission_errors(db: Any) -> None:
 def test_cancel_decommission_stops_draining(db: Any, cluster: SimCluster, clock: ManualClock) -> None:
     cluster.register_backend("10.0.0.1", 9050, tablets=100)
     cluster.register_backend("10.0.0.2", 9050)
+    db.execute("""ADMIN SET FRONTEND CONFIG ("disable_balance" = "true")""")  # else it moves data back
     db.execute('ALTER SYSTEM DECOMMISSION BACKEND "10.0.0.1:9050"')
     clock.advance(1)
     db.execute('CANCEL DECOMMISSION BACKEND "10.0.0.1:9050"')
