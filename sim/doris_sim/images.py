@@ -14,7 +14,8 @@ over MySQL on 127.0.0.1 in place of ``{cluster}-fe-service:9030``:
   ``MODIFY BACKEND ... SET ("disable_query" = "false","disable_load"="false")``; broker
   ``ADD BROKER broker001`` unless registered. A registered FE starts at once (its doris-meta holds
   its role).
-* A node is alive while its pod is Ready and not being deleted. Deleting a pod never unregisters it.
+* A node is alive while its pod's containers are ready (readiness gates aside) and it is not being
+  deleted. Deleting a pod never unregisters it.
 * The FE server answers as the master while it is alive, else as the lowest alive FE (which cannot
   forward ALTER SYSTEM), as the Service would route.
 """
@@ -98,10 +99,11 @@ class _Pod:
         )
         statuses = (status.containerStatuses if status else None) or []
         restarts = next((s.restartCount for s in statuses if s.name == container.name), 0)
-        conditions = (status.conditions if status else None) or []
-        ready = meta.deletionTimestamp is None and any(
-            c.type == "Ready" and c.status == "True" for c in conditions
-        )
+        conditions = {c.type: c.status for c in (status.conditions if status else None) or []}
+        # The process runs once its containers are ready; the pod's Ready may also wait on readiness
+        # gates (set by whoever watches Doris), which the process does not.
+        running = conditions.get("ContainersReady", conditions.get("Ready"))
+        ready = meta.deletionTimestamp is None and running == "True"
         return cls(
             name=meta.name,
             comp=comp,

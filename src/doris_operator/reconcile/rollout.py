@@ -31,6 +31,12 @@ class RolloutMemory:
     disabled: dict[str, tuple[str, int]] = field(default_factory=dict)
 
 
+def _up(pod: Obj) -> bool:
+    """The pod's containers are ready.  Not its Ready condition: the readiness gate member-alive keeps a
+    query-disabled BE NotReady, and the rollout is what turns its queries back on."""
+    return bool(pod.get("containersReady", pod["ready"]))
+
+
 def _ordinal(pod: Obj) -> int:
     return int(pod["metadata"]["name"].rsplit("-", 1)[1])
 
@@ -75,7 +81,7 @@ async def reconcile_rollout(
         return  # no rolling update under way: nothing to ask anyone
     for comp, mine, outdated, replicas in plans:
         label = f"{comp.upper()} rolling update, {len(outdated)} of {len(mine)} pods to go"
-        busy = [*memory.deleting, *(p["metadata"]["name"] for p in mine if not p["ready"]), *memory.disabled]
+        busy = [*memory.deleting, *(p["metadata"]["name"] for p in mine if not _up(p)), *memory.disabled]
         if busy or len(mine) < replicas:
             # the previous pod first: ready, and for a BE alive and taking queries again
             findings.waiting[comp] = ("RollingUpdate", f"{label}: waiting for {busy[0] if busy else 'pods'}")
@@ -124,7 +130,7 @@ async def _next(
 
 async def _enable_queries(pods: list[Obj], memory: RolloutMemory, session: FeSession, record: Record) -> None:
     """A BE the operator disabled takes queries again once its new pod is ready and alive in the FE."""
-    ready = {p["metadata"]["name"] for p in pods if p["ready"]}
+    ready = {p["metadata"]["name"] for p in pods if _up(p)}
     back = [name for name in memory.disabled if name in ready and name not in memory.deleting]
     if not back:
         return
