@@ -273,17 +273,21 @@ def test_node_loss_fails_over_with_a_cap(kubectl: Kubectl, doris: tuple[str, Ima
     kubectl.patch(
         ns, json.dumps({"spec": {"failover": {"period": "10s", "maxFailovers": 1, "window": "1h"}}})
     )
-    be1 = pod(kubectl, ns, f"{NAME}-be-1")
-    assert be1 is not None
-    node = be1["spec"]["nodeName"]
-    on_node = {
-        p["metadata"]["name"]: p["metadata"]["uid"]
-        for p in kubectl.items("pods", ns)
-        if p["spec"].get("nodeName") == node
-    }
-    fe_lost = next(
-        n for n in on_node if "-fe-" in n
-    )  # an FE follower lost with it (anti-affinity spreads them)
+    pods = kubectl.items("pods", ns)
+    # a node under a BE and an FE follower that is not the master (fe-0 bootstrapped as the master; the
+    # simulated FE server answers as the master, and an FE answering for itself always says it is alive)
+    node = next(
+        n
+        for n in sorted({p["spec"]["nodeName"] for p in pods})
+        if {
+            p["metadata"]["labels"]["app.kubernetes.io/component"] for p in pods if p["spec"]["nodeName"] == n
+        }
+        == {"fe", "be"}
+        and not any(p["metadata"]["name"] == f"{NAME}-fe-0" and p["spec"]["nodeName"] == n for p in pods)
+    )
+    on_node = {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods if p["spec"]["nodeName"] == node}
+    be_lost = next(n for n in on_node if "-be-" in n)
+    fe_lost = next(n for n in on_node if "-fe-" in n)
     changes: dict[str, float] = {}
     stop = threading.Event()
 
@@ -306,27 +310,31 @@ def test_node_loss_fails_over_with_a_cap(kubectl: Kubectl, doris: tuple[str, Ima
         else:
             driver.cluster.set_frontend_alive(fqdn(ns, comp, ordinal), 9010, False)
     try:
-        eventually(lambda: f"{NAME}-be-1" in changes, 60, what="be-1 failed over")
-        assert changes[f"{NAME}-be-1"] - lost_at >= 10, "deleted within the period"
+        eventually(lambda: be_lost in changes, 60, what="the BE failed over")
+        assert changes[be_lost] - lost_at >= 10, "deleted within the period"
         recreated = eventually(
-            lambda: (p := pod(kubectl, ns, f"{NAME}-be-1")) and p["spec"].get("nodeName") and p, 60
+            lambda: (p := pod(kubectl, ns, be_lost)) and p["spec"].get("nodeName") and p, 60
         )
         assert recreated["spec"]["nodeName"] != node
-        eventually(lambda: backend(driver, fqdn(ns, "be", 1))["Alive"] == "true", 60, what="be-1 alive again")
+        eventually(
+            lambda: backend(driver, fqdn(ns, "be", int(be_lost.rsplit("-", 1)[1])))["Alive"] == "true",
+            60,
+            what="the BE alive again",
+        )
 
         # the FE lost with it waits for the cap (1 per hour)
         def capped() -> bool:
             waiting = (status(kubectl, ns).get("failover") or {}).get("waiting") or []
             return any(fe_lost in w and "failover cap reached" in w for w in waiting)
 
-        eventually(capped, 60, what="the FE waiting for the cap")
+        eventually(capped, 60, what=f"the FE waiting for the cap: {status(kubectl, ns).get('failover')}")
         time.sleep(10)
         assert fe_lost not in changes
         records = status(kubectl, ns)["failover"]["records"]
-        assert [(r["pod"], r["node"]) for r in records] == [(f"{NAME}-be-1", node)]
+        assert [(r["pod"], r["node"]) for r in records] == [(be_lost, node)]
         eventually(lambda: status(kubectl, ns)["failover"]["records"][0].get("completed"), 60)
         events = kubectl.items("events", ns)
-        assert any(e["reason"] == "Failover" and f"{NAME}-be-1" in e["message"] for e in events)
+        assert any(e["reason"] == "Failover" and be_lost in e["message"] for e in events)
         # a larger cap lets the FE go too, and it comes back alive
         kubectl.patch(ns, json.dumps({"spec": {"failover": {"maxFailovers": 2}}}))
         eventually(lambda: fe_lost in changes, 60, what="the FE failed over")

@@ -177,7 +177,10 @@ async def reconcile(body: Obj, children: Iterable[Obj], pods: Iterable[Obj], ctx
     finally:
         await session.close()
     nodes = ctx.nodes() if ctx.nodes is not None else None
-    faults = await reconcile_faults(dc, all_pods, nodes, old_status, ctx.kube, port, creds, record)
+    # the failover records must be the newest: the watched status lags behind our own last write
+    written = ctx.written.get((dc.namespace, dc.name))
+    faults_status = written if written is not None else old_status
+    faults = await reconcile_faults(dc, all_pods, nodes, faults_status, ctx.kube, port, creds, record)
     result.writes += faults.writes
     status = _status(dc, observed, pod_list, findings, old_status)
     if faults.failover_status:
