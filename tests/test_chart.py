@@ -28,16 +28,20 @@ Doc = dict[str, Any]
 
 # The verbs the code uses, per (apiGroup, resource): the chart must grant exactly these (README table).
 OPERATOR_RULES = {
-    ("doris.selectdb.com", "dorisclusters"): {"list", "watch"},
+    ("doris.selectdb.com", "dorisclusters"): {"get", "list", "watch"},
     ("doris.selectdb.com", "dorisclusters/status"): {"patch"},
     ("apps", "statefulsets"): {"list", "watch", "create", "patch", "delete"},
     ("", "services"): {"list", "watch", "create", "patch", "delete"},
     ("policy", "poddisruptionbudgets"): {"list", "watch", "create", "patch", "delete"},
     ("", "secrets"): {"get", "list", "watch", "create", "patch", "delete"},
-    ("", "pods"): {"list", "watch", "delete"},
+    ("", "pods"): {"get", "list", "watch", "delete", "patch"},
+    ("", "pods/status"): {"patch"},
+    ("", "persistentvolumeclaims"): {"get", "delete"},
     ("", "configmaps"): {"get"},
     ("", "events"): {"create"},
 }
+NODE_RULES = {("", "nodes"): {"get", "list", "watch"}, ("", "persistentvolumes"): {"get"}}
+"""Failover's cluster-scoped reads: a ClusterRole in both modes."""
 
 
 @pytest.fixture(scope="module")
@@ -153,9 +157,13 @@ def test_namespaced_mode_renders_roles_per_namespace(helm: Path) -> None:
         assert binding["roleRef"]["name"] == "doris-operator"
         assert binding["subjects"][0]["namespace"] == "ops"
     assert ("ops", "doris-operator-leader-election") in roles
-    # The only ClusterRole left is the webhook's, and it holds cluster-scoped resources only.
+    # The only ClusterRoles left are failover's and the webhook's; they hold cluster-scoped resources only.
     cluster_roles = of_kind(docs, "ClusterRole")
-    assert [r["metadata"]["name"] for r in cluster_roles] == ["doris-operator-webhook"]
+    assert [r["metadata"]["name"] for r in cluster_roles] == [
+        "doris-operator-nodes",
+        "doris-operator-webhook",
+    ]
+    assert granted(cluster_roles.pop(0)) == NODE_RULES
     assert {res for (_, res) in granted(cluster_roles[0])} == {
         "validatingwebhookconfigurations",
         "mutatingwebhookconfigurations",
@@ -165,7 +173,9 @@ def test_namespaced_mode_renders_roles_per_namespace(helm: Path) -> None:
     }
     args = container(docs)["args"]
     assert "--namespace=a" in args and "--namespace=b" in args
-    assert not of_kind(render(helm, "watchNamespaces={a,b}"), "ClusterRole")
+    assert [r["metadata"]["name"] for r in of_kind(render(helm, "watchNamespaces={a,b}"), "ClusterRole")] == [
+        "doris-operator-nodes"
+    ]
 
 
 def test_deployment_security_and_probes(helm: Path) -> None:
@@ -214,7 +224,10 @@ def test_webhook_off_and_on(helm: Path) -> None:
     off = render(helm)
     assert [s["metadata"]["name"] for s in of_kind(off, "Service")] == ["doris-operator-metrics"]
     assert not any(a.startswith("--webhook") for a in container(off)["args"])
-    assert [r["metadata"]["name"] for r in of_kind(off, "ClusterRole")] == ["doris-operator"]
+    assert [r["metadata"]["name"] for r in of_kind(off, "ClusterRole")] == [
+        "doris-operator",
+        "doris-operator-nodes",
+    ]
 
     on = render(helm, "webhook.enabled=true")
     svc = one(on, "Service", "doris-operator-webhook")
@@ -379,7 +392,7 @@ def test_operator_runs_with_exactly_the_chart_rbac(
         kube_cluster, release_ns, sa, tmp_path, cluster_role="system:basic-user"
     )
     identity.create()
-    denied = identity.kubectl("auth", "can-i", "get", "nodes", check=False)
+    denied = identity.kubectl("auth", "can-i", "delete", "nodes", check=False)
     assert denied.stdout.strip() == "no", denied.stdout + denied.stderr
     port = free_port()
     # The Deployment's own arguments; only where to listen differs (pod IPs are fake here).
