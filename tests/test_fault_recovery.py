@@ -345,3 +345,55 @@ def test_node_loss_fails_over_with_a_cap(kubectl: Kubectl, doris: tuple[str, Ima
         watcher.join(5)
         _restore(kubectl, node)
     wait_ready(kubectl, ns, timeout=120)
+
+
+def test_deleted_node_fails_over(kubectl: Kubectl, doris: tuple[str, ImageDriver]) -> None:
+    ns, driver = doris
+    # the two failovers of the previous test count in the window: room for two more
+    kubectl.patch(ns, json.dumps({"spec": {"failover": {"period": "10s", "maxFailovers": 4}}}))
+    pods = kubectl.items("pods", ns)
+    master_node = next(p["spec"]["nodeName"] for p in pods if p["metadata"]["name"] == f"{NAME}-fe-0")
+    node = next(
+        n
+        for n in sorted({p["spec"]["nodeName"] for p in pods})
+        if n != master_node
+        and any(p["spec"]["nodeName"] == n and "-be-" in p["metadata"]["name"] for p in pods)
+    )
+    on_node = {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods if p["spec"]["nodeName"] == node}
+    saved = kubectl.json("node", node)
+    for name in on_node:
+        comp, ordinal = name.split("-")[-2], int(name.split("-")[-1])
+        if comp == "be":
+            driver.cluster.set_backend_alive(fqdn(ns, comp, ordinal), 9050, False)
+        else:
+            driver.cluster.set_frontend_alive(fqdn(ns, comp, ordinal), 9010, False)
+    gone_at = time.monotonic()
+    kubectl("delete", "node", node, "--wait=false")
+    try:
+
+        def lost_recorded() -> bool:
+            return node in ((status(kubectl, ns).get("failover") or {}).get("lostNodes") or {})
+
+        eventually(lost_recorded, 30, what=f"{node} recorded as gone")
+        for name, uid in on_node.items():
+            eventually(
+                lambda n=name, u=uid: (p := pod(kubectl, ns, n)) is not None and p["metadata"]["uid"] != u,  # type: ignore[misc]
+                90,
+                what=f"{name} recreated",
+            )
+        assert time.monotonic() - gone_at >= 10
+
+        def recorded() -> set[str]:
+            records = (status(kubectl, ns).get("failover") or {}).get("records") or []
+            return {r["pod"] for r in records if r["node"] == node}
+
+        eventually(
+            lambda: recorded() == set(on_node), 30, what=f"failovers off {node} recorded: {recorded()}"
+        )
+    finally:
+        meta = {k: saved["metadata"][k] for k in ("name", "labels", "annotations")}
+        kubectl("create", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "Node", "metadata": meta,
+                                                       "spec": {}, "status": saved["status"]}))  # fmt: skip
+        eventually(lambda: condition(kubectl.json("node", node), "Ready") == "True", 60)
+    wait_ready(kubectl, ns, timeout=120)
+    assert node not in ((status(kubectl, ns).get("failover") or {}).get("lostNodes") or {})
