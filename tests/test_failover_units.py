@@ -122,3 +122,41 @@ def test_fe_quorum_and_running_tasks() -> None:
     )
     assert quorum_decision(healthy, ["c"], "fe-2").allowed
     assert running_tasks(["BE_ID", "QUERY_ID"], [(10001, "q1"), (10002, "q2"), (10001, "q3")], 10001) == 2
+
+
+def test_gates_follow_doris() -> None:
+    from doris_operator.api.validation import parse_cluster
+    from doris_operator.doris.client import Backend
+    from doris_operator.reconcile.readiness import plan_gates
+
+    dc = parse_cluster(
+        {
+            "apiVersion": "doris.selectdb.com/v1",
+            "kind": "DorisCluster",
+            "metadata": {"name": "c", "namespace": "n"},
+            "spec": {"feSpec": {"image": "a/fe:1"}, "beSpec": {"image": "a/be:1"}},
+        }
+    )
+
+    def gated(name: str, current: str | None) -> dict[str, Any]:
+        return {**pod(name, "n1"), "gated": True, "memberAlive": current}
+
+    def be(host: str, **kw: Any) -> Backend:
+        return Backend(backend_id=1, host=host, heartbeat_port=9050, alive=kw.pop("alive", True),
+                       system_decommissioned=kw.pop("dec", False), tablet_num=0, **kw)  # fmt: skip
+
+    host = "c-be-0.c-be-internal.n.svc.cluster.local"
+    fes = [fe("c-fe-0.c-fe-internal.n.svc.cluster.local", "FOLLOWER", True)]
+    pods = [gated("c-be-0", None), gated("c-fe-0", "True")]
+    assert [(g.pod, g.status) for g in plan_gates(dc, pods, MemberView(fes, [be(host)], None))] == [
+        ("c-be-0", "True")
+    ]
+    for backend, reason in (
+        (be(host, alive=False), "NotAlive"),
+        (be(host, dec=True), "Decommissioning"),
+        (be(host, query_disabled=True), "QueryDisabled"),
+    ):
+        (change,) = plan_gates(dc, [gated("c-be-0", "True")], MemberView(fes, [backend], None))
+        assert (change.status, change.reason) == ("False", reason)
+    assert not plan_gates(dc, [gated("c-be-0", "True")], MemberView())  # no FE answered: unchanged
+    assert not plan_gates(dc, [gated("c-be-0", None)], MemberView(fes, [], None))  # not yet registered

@@ -197,6 +197,13 @@ class EvictionGuard:
                     },
                 )
                 started = now
+                await self.kube.event(
+                    {"metadata": {"name": dc.name, "namespace": dc.namespace, "uid": dc.metadata.uid}},
+                    "Normal",
+                    "Draining",
+                    f"eviction of {name}: queries to its {comp.upper()} are disabled; it goes once its "
+                    f"running queries end (at the latest in {timeout:.0f}s)",
+                )
         try:
             tasks = await self._first_that_answers(fes, lambda fe: _count_tasks(fe, creds, be.backend_id))
         except (DorisError, OSError, ValueError) as err:
