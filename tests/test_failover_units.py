@@ -160,3 +160,14 @@ def test_gates_follow_doris() -> None:
         assert (change.status, change.reason) == ("False", reason)
     assert not plan_gates(dc, [gated("c-be-0", "True")], MemberView())  # no FE answered: unchanged
     assert not plan_gates(dc, [gated("c-be-0", None)], MemberView(fes, [], None))  # not yet registered
+
+
+def test_no_be_failover_without_fe_quorum() -> None:
+    pods = [pod("c-be-0", "n1"), pod("c-fe-1", "n1")]
+    plan = fo.plan(snap(pods, {"n1": down(900)}, {"c-be-0": False, "c-fe-1": False}, fe_quorum=False))
+    assert [d.member.pod for d in plan.delete] == ["c-fe-1"]
+    assert any("no quorum" in w for w in plan.waiting)
+    view = MemberView(
+        [fe("a", "FOLLOWER", True), fe("b", "FOLLOWER", False), fe("c", "FOLLOWER", False)], [], None
+    )
+    assert fo.fe_quorum(view) is False and fo.fe_quorum(MemberView()) is None

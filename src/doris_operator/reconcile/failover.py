@@ -178,6 +178,9 @@ class Snapshot:
     """Pod name -> its claims, loaded for the lost members only."""
     tablets_safe: bool | None = None
     """Tablet health: True when no tablet would be left without a healthy replica (None: unknown)."""
+    fe_quorum: bool | None = None
+    """Whether Doris's view shows a majority of FE followers alive.  Without it the view comes from an
+    FE that can't reach a master, so BE/CN liveness may be stale: they are not failed over."""
 
 
 @dataclass(frozen=True)
@@ -304,6 +307,12 @@ def plan(snap: Snapshot) -> Plan:
     busy = {r.component for r in out.records if not r.completed}
     budget = snap.settings.max_failovers - len(in_window)
     for member in members:
+        if member.component != "fe" and snap.fe_quorum is False:
+            out.waiting.append(
+                f"{member.pod}: the FE followers have no quorum; Doris's view of it may be stale"
+            )
+            _requeue(out, 30)
+            continue
         if member.component in busy:
             out.waiting.append(
                 f"{member.pod}: waiting for the {member.component.upper()} failover in progress"
@@ -352,6 +361,15 @@ def plan(snap: Snapshot) -> Plan:
 
 
 # ---- observe and act ---------------------------------------------------------------------------------
+
+
+def fe_quorum(view: MemberView) -> bool | None:
+    if view.frontends is None:
+        return None
+    followers = [f for f in view.frontends if f.role.upper() == "FOLLOWER"]
+    if not followers:
+        return None
+    return sum(1 for f in followers if f.alive) >= len(followers) // 2 + 1
 
 
 def _records(old_status: Obj) -> list[FailoverRecord]:
@@ -420,6 +438,7 @@ async def reconcile_failover(
             if (comp := _component(p)) is not None
         },
         records=_records(old_status),
+        fe_quorum=fe_quorum(view),
     )
     gone = {n for n in lost_nodes(snap) if n not in snap.nodes}
     for node in gone:  # the cache may lag: a node it lacks must be confirmed gone
