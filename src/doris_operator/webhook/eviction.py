@@ -184,25 +184,33 @@ class EvictionGuard:
         if started is not None and (now - started).total_seconds() >= timeout:
             return Decision(True, warning=f"{name}: drain timeout ({timeout:.0f}s) passed: eviction allowed")
         fes = fe_candidates(dc, query_port)
+        if started is None:  # the drain starts now: the timeout counts from here, whatever happens next
+            await patch_pod_annotations(
+                self.kube,
+                name,
+                dc.namespace,
+                {
+                    names.DRAIN_STARTED: now.strftime(TIME_FORMAT),
+                    names.DRAIN_BACKEND: f"{be.host}:{be.heartbeat_port}",
+                },
+            )
+            started = now
+            await self.kube.event(
+                {"metadata": {"name": dc.name, "namespace": dc.namespace, "uid": dc.metadata.uid}},
+                "Normal",
+                "Draining",
+                f"eviction of {name}: queries to its {comp.upper()} are disabled; it goes once its "
+                f"running queries end (at the latest in {timeout:.0f}s)",
+            )
         if not be.query_disabled:
-            await self._first_that_answers(fes, lambda fe: _disable(fe, creds, be))
-            if started is None:
-                await patch_pod_annotations(
-                    self.kube,
-                    name,
-                    dc.namespace,
-                    {
-                        names.DRAIN_STARTED: now.strftime(TIME_FORMAT),
-                        names.DRAIN_BACKEND: f"{be.host}:{be.heartbeat_port}",
-                    },
-                )
-                started = now
-                await self.kube.event(
-                    {"metadata": {"name": dc.name, "namespace": dc.namespace, "uid": dc.metadata.uid}},
-                    "Normal",
-                    "Draining",
-                    f"eviction of {name}: queries to its {comp.upper()} are disabled; it goes once its "
-                    f"running queries end (at the latest in {timeout:.0f}s)",
+            try:
+                await self._first_that_answers(fes, lambda fe: _disable(fe, creds, be))
+            except (DorisError, OSError) as err:
+                # an FE answered but could not take it (no master right now): retry, bounded by the timeout
+                return Decision(
+                    False,
+                    f"{comp.upper()} {name}: can't disable its queries yet ({err}); retrying until the drain "
+                    f"timeout ({timeout:.0f}s)",
                 )
         try:
             tasks = await self._first_that_answers(fes, lambda fe: _count_tasks(fe, creds, be.backend_id))
