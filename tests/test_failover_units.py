@@ -171,3 +171,22 @@ def test_no_be_failover_without_fe_quorum() -> None:
         [fe("a", "FOLLOWER", True), fe("b", "FOLLOWER", False), fe("c", "FOLLOWER", False)], [], None
     )
     assert fo.fe_quorum(view) is False and fo.fe_quorum(MemberView()) is None
+
+
+def test_eviction_webhook_configuration_fails_open() -> None:
+    from doris_operator.webhook.admission import REGISTRY
+    from doris_operator.webhook.configs import ConfigOptions, webhook_configurations
+
+    opts = ConfigOptions(url="https://127.0.0.1:9443", validation_failure_policy="Fail", evictions=True)
+    (validating, _) = webhook_configurations(opts, REGISTRY, b"ca")
+    hook = validating["webhooks"][-1]
+    assert hook["name"] == "evictions.pods.doris.apache.org"
+    assert hook["failurePolicy"] == "Ignore" and hook["sideEffects"] == "NoneOnDryRun"
+    assert hook["rules"] == [
+        {"apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods/eviction"], "operations": ["CREATE"],
+         "scope": "Namespaced"}
+    ]  # fmt: skip
+    assert hook["clientConfig"]["url"] == "https://127.0.0.1:9443/validate-eviction"
+    assert "matchConditions" not in hook
+    without = webhook_configurations(ConfigOptions(), REGISTRY, b"ca")[0]["webhooks"]
+    assert all(h["name"] != "evictions.pods.doris.apache.org" for h in without)
