@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT / "hack"))
 sys.path.insert(0, str(ROOT / "src"))
 from doris_operator.webhook import configs  # noqa: E402
 from doris_operator.webhook.admission import REGISTRY  # noqa: E402
+from doris_operator.webhook.eviction import WEBHOOK_NAME as EVICTION_WEBHOOK  # noqa: E402
 from helm import ensure_helm  # noqa: E402
 
 # Values the chart fills in: placeholders in what configs builds, then Helm expressions.
@@ -66,6 +67,7 @@ def _placeholders() -> configs.ConfigOptions:
         name="@@CONFIG@@",
         policy_name="@@POLICY@@",
         operator_users=["@@OPERATOR_USER@@"],
+        evictions=True,
     )
 
 
@@ -79,11 +81,13 @@ def admission_objects() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         for hook in obj["webhooks"]:
             path = hook["clientConfig"]["service"]["path"]
             hook["clientConfig"] = f"@@CLIENT:{path}@@"
+            hook["namespaceSelector"] = "@@NAMESPACE_SELECTOR@@"
+            if hook["name"] == EVICTION_WEBHOOK:
+                continue  # fails open with its own timeout, whatever the values say (webhook/configs.py)
             hook["failurePolicy"] = (
                 "@@MUTATION_FAILURE_POLICY@@" if mutating else "@@VALIDATION_FAILURE_POLICY@@"
             )
             hook["timeoutSeconds"] = "@@TIMEOUT@@"
-            hook["namespaceSelector"] = "@@NAMESPACE_SELECTOR@@"
     policy = configs.statefulset_policy(opts)
     for obj in policy:
         obj["metadata"] = {"name": "@@POLICY@@", "labels": "@@LABELS@@"}
@@ -110,6 +114,24 @@ def _to_template(objects: list[dict[str, Any]]) -> str:
     return "\n".join(out) + "\n"
 
 
+def _optional_evictions(template: str) -> str:
+    """The eviction webhook's list item, only with ``webhook.evictions``."""
+    lines = template.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.lstrip() == f"- name: {EVICTION_WEBHOOK}")
+    indent = len(lines[start]) - len(lines[start].lstrip())
+    end = start + 1
+    while end < len(lines) and len(lines[end]) - len(lines[end].lstrip()) > indent:
+        end += 1
+    out = [
+        *lines[:start],
+        "{{- if .Values.webhook.evictions }}",
+        *lines[start:end],
+        "{{- end }}",
+        *lines[end:],
+    ]
+    return "\n".join(out) + "\n"
+
+
 def admission_template() -> str:
     hooks, policy = admission_objects()
     return (
@@ -118,7 +140,7 @@ def admission_template() -> str:
         "# do not edit. In self-signed mode the operator patches caBundle into these two configurations by\n"
         "# name (RBAC: get and patch with resourceNames); with cert-manager, cainjector does.\n"
         "{{- if .Values.webhook.enabled }}\n"
-        + _to_template(hooks)
+        + _optional_evictions(_to_template(hooks))
         + "{{- if .Values.webhook.statefulSetPolicy }}\n---\n"
         + _to_template(policy)
         + "{{- end }}\n{{- end }}\n"

@@ -71,6 +71,77 @@ KWOK_METRICS = {
 }
 RESOURCE_METRICS_PATH_ANNOTATION = "metrics.k8s.io/resource-metrics-path"
 POD_READY_DELAY_ANNOTATION = "pod-ready.stage.kwok.x-k8s.io/delay"
+READINESS_GATES_ANNOTATION = "doris.test/kwok-readiness-gates"
+"""On a pod: ``leave`` makes kwok leave its readiness gates unset (a real kubelet never sets them; kwok's
+stock stage sets them True at start, which keeps tests without anyone setting gates working)."""
+
+# The kubelet's rule kwok does not model: Ready is ContainersReady and every readiness gate True.
+_GATES_STATE = (
+    "[(.spec.readinessGates // [])[].conditionType as $t | ((.status.conditions // []) | "
+    'map(select(.type == $t and .status == "True")) | length) > 0] | '
+    'if length == 0 then "none" else (all | tostring) end'
+)
+_CONTAINERS_READY = (
+    '[(.status.conditions // [])[] | select(.type == "ContainersReady") | .status] | (.[0] // "")'
+)
+_READY_STATUS = '[(.status.conditions // [])[] | select(.type == "Ready") | .status] | (.[0] // "Unknown")'
+
+
+def _gate_stage(name: str, gates: str, ready_in: list[str], ready: str) -> dict[str, Any]:
+    reason = "" if ready == "True" else "\n  reason: ReadinessGatesNotReady"
+    return {
+        "apiVersion": "kwok.x-k8s.io/v1alpha1",
+        "kind": "Stage",
+        "metadata": {"name": name},
+        "spec": {
+            "resourceRef": {"apiGroup": "v1", "kind": "Pod"},
+            "selector": {
+                "matchExpressions": [
+                    {"key": ".metadata.deletionTimestamp", "operator": "DoesNotExist"},
+                    {"key": ".status.phase", "operator": "In", "values": ["Running"]},
+                    {"key": _GATES_STATE, "operator": "In", "values": [gates]},
+                    {"key": _READY_STATUS, "operator": "In", "values": ready_in},
+                    *(
+                        [{"key": _CONTAINERS_READY, "operator": "In", "values": ["True"]}]
+                        if ready == "True"
+                        else []
+                    ),
+                ]
+            },
+            "next": {
+                "statusTemplate": (
+                    'conditions:\n- type: Ready\n  status: "'
+                    + ready
+                    + '"'
+                    + reason
+                    + "\n  lastTransitionTime: {{ Now | Quote }}\n"
+                )
+            },
+        },
+    }
+
+
+def _honest_gates(template: str) -> str:
+    """kwok's pod-ready template, leaving readiness gates (and so Ready) alone on annotated pods."""
+    leave = (
+        "{{ $leave := false }}{{ with .metadata.annotations }}{{ if eq (print (index . "
+        f'"{READINESS_GATES_ANNOTATION}")) "leave" }}}}{{{{ $leave = true }}}}{{{{ end }}}}{{{{ end }}}}\n'
+    )
+    ready_old = 'status: "True"\n  type: Ready\n'
+    ready_new = (
+        'status: {{ if and $leave .spec.readinessGates }}"False"{{ else }}"True"{{ end }}\n  type: Ready\n'
+    )
+    gates_old = "{{ range .spec.readinessGates }}"
+    gates_new = "{{ if not $leave }}{{ range .spec.readinessGates }}"
+    gates_end_old = "type: {{ .conditionType | Quote }}\n{{ end }}"
+    gates_end_new = "type: {{ .conditionType | Quote }}\n{{ end }}{{ end }}"
+    for old in (ready_old, gates_old, gates_end_old):
+        if old not in template:
+            raise ClusterError(f"kwok's pod-ready stage changed: {old!r} not found")
+    template = template.replace(ready_old, ready_new, 1).replace(gates_old, gates_new, 1)
+    return leave + template.replace(gates_end_old, gates_end_new, 1)
+
+
 FAKE_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 
 # Virtual address ranges: only ever stored in objects (Service cluster IPs, fake pod IPs); nothing
@@ -995,10 +1066,15 @@ class LocalCluster:
                         "expressionFrom": f'.metadata.annotations["{POD_READY_DELAY_ANNOTATION}"]'
                     },
                 }
+                stage["spec"]["next"]["statusTemplate"] = _honest_gates(
+                    stage["spec"]["next"]["statusTemplate"]
+                )
             docs.append(stage)
         metrics_dir = _copy_kwok_metrics(self.bin_dir.parent / "share")
         for name in KWOK_METRICS:
             docs.extend(d for d in yaml.safe_load_all((metrics_dir / f"{name}.yaml").read_text()) if d)
+        docs.append(_gate_stage("pod-readiness-gates-pass", "true", ["False", "Unknown"], "True"))
+        docs.append(_gate_stage("pod-readiness-gates-fail", "false", ["True"], "False"))
         (self.state_dir / "config" / "kwok.yaml").write_text(yaml.safe_dump_all(docs, sort_keys=False))
 
     def _kwok_args(self, pki: dict[str, Path]) -> list[str]:

@@ -43,7 +43,9 @@ OPERATOR_RULES = {
     ("", "services"): {"get", "list", "watch", "create", "patch", "delete"},
     ("policy", "poddisruptionbudgets"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "secrets"): {"get", "create", "patch"},
-    ("", "pods"): {"list", "watch", "patch", "delete"},
+    ("", "pods"): {"get", "list", "watch", "patch", "delete"},
+    ("", "pods/status"): {"patch"},
+    ("", "persistentvolumeclaims"): {"get", "delete"},
     ("", "configmaps"): {"get", "list", "create", "patch", "delete"},
     ("", "events"): {"create"},
     # DorisMonitor
@@ -56,6 +58,8 @@ OPERATOR_RULES = {
     ("rbac.authorization.k8s.io", "roles"): {"list", "create", "patch", "delete"},
     ("rbac.authorization.k8s.io", "rolebindings"): {"list", "create", "patch", "delete"},
 }
+NODE_RULES = {("", "nodes"): {"get", "list", "watch"}, ("", "persistentvolumes"): {"get"}}
+"""Failover's cluster-scoped reads: a ClusterRole in both modes."""
 
 
 @pytest.fixture(scope="module")
@@ -171,9 +175,14 @@ def test_namespaced_mode_renders_roles_per_namespace(helm: Path) -> None:
         assert binding["roleRef"]["name"] == "doris-operator"
         assert binding["subjects"][0]["namespace"] == "ops"
     assert ("ops", "doris-operator-leader-election") in roles
-    # The only ClusterRole left is the webhook's: get and patch of this release's two configurations.
+    # The only ClusterRoles left are failover's (cluster-scoped reads) and the webhook's (get and patch
+    # of this release's two configurations).
     cluster_roles = of_kind(docs, "ClusterRole")
-    assert [r["metadata"]["name"] for r in cluster_roles] == ["doris-operator-webhook"]
+    assert [r["metadata"]["name"] for r in cluster_roles] == [
+        "doris-operator-nodes",
+        "doris-operator-webhook",
+    ]
+    assert granted(cluster_roles.pop(0)) == NODE_RULES
     assert {res for (_, res) in granted(cluster_roles[0])} == {
         "validatingwebhookconfigurations",
         "mutatingwebhookconfigurations",
@@ -181,7 +190,9 @@ def test_namespaced_mode_renders_roles_per_namespace(helm: Path) -> None:
     assert all(r.get("resourceNames") == ["doris-operator"] for r in cluster_roles[0]["rules"])
     args = container(docs)["args"]
     assert "--namespace=a" in args and "--namespace=b" in args
-    assert not of_kind(render(helm, "watchNamespaces={a,b}"), "ClusterRole")
+    assert [r["metadata"]["name"] for r in of_kind(render(helm, "watchNamespaces={a,b}"), "ClusterRole")] == [
+        "doris-operator-nodes"
+    ]
 
 
 def test_deployment_security_and_probes(helm: Path) -> None:
@@ -234,7 +245,10 @@ def test_webhook_off_and_on(helm: Path) -> None:
     off = render(helm)
     assert [s["metadata"]["name"] for s in of_kind(off, "Service")] == ["doris-operator-metrics"]
     assert not any(a.startswith("--webhook") for a in container(off)["args"])
-    assert [r["metadata"]["name"] for r in of_kind(off, "ClusterRole")] == ["doris-operator"]
+    assert [r["metadata"]["name"] for r in of_kind(off, "ClusterRole")] == [
+        "doris-operator",
+        "doris-operator-nodes",
+    ]
 
     on = render(helm, "webhook.enabled=true")
     svc = one(on, "Service", "doris-operator-webhook")
@@ -395,12 +409,17 @@ def test_admission_objects_are_the_operators_own(helm: Path) -> None:
 
     assert generate.ADMISSION.read_text() == generate.admission_template(), "run deploy/generate.py"
     docs = render(helm, "webhook.enabled=true", "watchNamespaces={a,b}", "webhook.url=https://127.0.0.1:1")
+    # webhook.evictions=false: the same configuration without the eviction webhook
+    without = render(helm, "webhook.enabled=true", "webhook.evictions=false")
+    names_without = [h["name"] for h in one(without, "ValidatingWebhookConfiguration")["webhooks"]]
+    assert names_without and "evictions.pods.doris.apache.org" not in names_without
     opts = configs.ConfigOptions(
         name="doris-operator",
         namespace="ops",
         url="https://127.0.0.1:1",
         policy_name="doris-operator-managed-statefulsets",
         operator_users=["system:serviceaccount:ops:doris-operator"],
+        evictions=True,
     )
     selector = {
         "matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["a", "b"]}]
@@ -496,6 +515,9 @@ class Release:
         )
         self.identity.create()
         denied = self.identity.kubectl("auth", "can-i", "list", "secrets", "-A", check=False)
+        assert denied.stdout.strip() == "no", denied.stdout + denied.stderr
+        # failover reads nodes; it never writes them
+        denied = self.identity.kubectl("auth", "can-i", "delete", "nodes", check=False)
         assert denied.stdout.strip() == "no", denied.stdout + denied.stderr
         args = deploy["spec"]["template"]["spec"]["containers"][0]["args"][1:]
         args = [a for a in args if not a.startswith("--metrics-port")]

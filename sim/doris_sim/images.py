@@ -27,7 +27,9 @@ MySQL on 127.0.0.1 in place of ``{cluster}-fe-service:9030`` (``../shared/refere
   ``/opt/apache-doris/be/storage``: emptyDir or the container's own filesystem) comes back empty in a
   new pod: its replicas are gone and the tablet scheduler re-replicates them. ``ephemeral_storage``
   forces this either way. A container restart in the same pod keeps the data.
-* A node is alive while its pod is Ready and not being deleted. Deleting a pod never unregisters it.
+* A node is alive while its pod's containers are ready (readiness gates aside: whoever watches Doris
+  sets them, the process does not wait on them) and it is not being deleted. Deleting a pod never
+  unregisters it.
 * The FE server (the Service) answers as the master while it is alive, else as the lowest alive FE
   (which cannot forward ALTER SYSTEM), unless :meth:`ImageDriver.route_to` pins it to one FE pod. With
   ``serve_each_fe`` every alive FE pod also gets its own server, whose port is that FE's ``QueryPort``.
@@ -141,10 +143,11 @@ class _Pod:
         )
         statuses = (status.containerStatuses if status else None) or []
         restarts = next((s.restartCount for s in statuses if s.name == container.name), 0)
-        conditions = (status.conditions if status else None) or []
-        ready = meta.deletionTimestamp is None and any(
-            c.type == "Ready" and c.status == "True" for c in conditions
-        )
+        conditions = {c.type: c.status for c in (status.conditions if status else None) or []}
+        # The process runs once its containers are ready; the pod's Ready may also wait on readiness
+        # gates (set by whoever watches Doris), which the process does not.
+        running = conditions.get("ContainersReady", conditions.get("Ready"))
+        ready = meta.deletionTimestamp is None and running == "True"
         volumes = {v.name: v for v in spec.volumes or []}
         mounts = {m.mountPath: volumes.get(m.name) for m in container.volumeMounts or []}
         persistent = any(

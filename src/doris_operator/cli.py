@@ -198,6 +198,11 @@ def _webhook_parser(sub: Any) -> None:
     _webhook_args(p)
     _pod_security_arg(p)
     p.add_argument(
+        "--allow-fe-address-annotation",
+        action="store_true",
+        help="the eviction webhook honours the doris.apache.org/fe-address annotation (local runs only)",
+    )
+    p.add_argument(
         "--uninstall-on-exit",
         action="store_true",
         help="delete the configurations and the policy on exit (local runs only)",
@@ -278,6 +283,11 @@ def _webhook_args(parser: argparse.ArgumentParser, prefix: str = "") -> None:
         help="self-signed mode with configurations the installer owns (the Helm chart): only patch "
         "caBundle into the named configurations, create nothing",
     )
+    arg(
+        "no-evictions",
+        action="store_true",
+        help="don't serve or register the drain-safe eviction webhook (pods/eviction)",
+    )
 
 
 def _webhook_options(args: argparse.Namespace, prefix: str = "") -> Any:
@@ -304,6 +314,8 @@ def _webhook_options(args: argparse.Namespace, prefix: str = "") -> Any:
         install=not v("no_install") and not v("ca_bundle_only"),
         ca_bundle_only=v("ca_bundle_only"),
         install_policy=not v("no_policy"),
+        evictions=not v("no_evictions"),
+        allow_fe_address_annotation=bool(getattr(args, "allow_fe_address_annotation", False)),
         config_name=v("config_name"),
         policy_name=v("policy_name"),
         validation_failure_policy=v("validation_failure_policy"),

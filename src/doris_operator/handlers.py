@@ -15,6 +15,7 @@ from .api import dorisinitializer as di
 from .api import dorismonitor as dm
 from .builders import names
 from .reconcile.controller import Controller
+from .reconcile.failover import trim_node
 from .reconcile.observed import child_key, pod_key, trim_child, trim_pod
 
 registry = kopf.OperatorRegistry()
@@ -162,3 +163,14 @@ async def monitor_event(type: str, namespace: str | None, name: str, memo: kopf.
         monitors.forget(key)
     else:
         monitors.enqueue(key)
+
+
+@kopf.index("v1", "nodes", registry=registry)
+async def dc_nodes(body: kopf.Body, name: str, **_: Any) -> dict[Any, Any]:
+    """Cluster-scoped (watched even when the operator watches some namespaces): failover's view."""
+    return {name: trim_node(body)}
+
+
+@kopf.on.event("v1", "nodes", registry=registry)
+async def node_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    memo["controller"].wake_node(body["metadata"]["name"])

@@ -425,6 +425,37 @@ class BrokerSpec(BaseSpec):
     kick_off_affinity_be: bool | None = None
 
 
+DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(h|m|s))+$"
+"""A Go-style duration: ``5m``, ``90s``, ``1h30m``."""
+
+
+class FailoverSpec(Model):
+    """*(extension)* Recovery from lost nodes (docs/fault-recovery.md).  On by default."""
+
+    enabled: bool | None = None
+    """Default true.  false: the operator never force-deletes a pod on a lost node."""
+    period: str | None = Field(default=None, pattern=DURATION_PATTERN, max_length=32)
+    """How long a node must be NotReady (or gone) before its pods are force-deleted (default 5m)."""
+    max_failovers: int | None = Field(default=None, ge=0)
+    """Force-deletions allowed per ``window`` in the whole cluster (default 3; 0 turns failover off)."""
+    window: str | None = Field(default=None, pattern=DURATION_PATTERN, max_length=32)
+    """The window ``maxFailovers`` counts in (default 1h)."""
+    recreate_local_claims: bool | None = None
+    """Default false.  true: a BE whose volume is local to the lost node gets a new, empty claim, but
+    only while tablet health shows no tablet would lose its last healthy replica."""
+
+
+class DrainSpec(Model):
+    """*(extension)* Drain-safe evictions of BE and CN pods (docs/fault-recovery.md).  On by default."""
+
+    enabled: bool | None = None
+    """Default true.  false: the eviction webhook lets evictions of this cluster's pods through at once
+    (the PodDisruptionBudget still applies; the FE quorum check stays)."""
+    timeout_seconds: int | None = Field(default=None, ge=0)
+    """How long an eviction waits for the BE's running queries to end after disable_query (default 600);
+    then it is allowed."""
+
+
 def _fe_address_set(comp: str) -> str:
     """``address`` set, or ``endpoints`` without ``address``: CEL can't read the older ``:address`` key (a
     ':' can't be escaped in a CEL field name), so the webhook checks that one."""
@@ -463,6 +494,13 @@ class DorisClusterSpec(Model):
     enable_restart_when_config_change: bool | None = None
     kerberos_info: KerberosInfo | None = None
     shared_persistent_volume_claims: list[SharedPersistentVolumeClaim] | None = None
+    failover: FailoverSpec | None = None
+    """*(extension)* Force-delete pods stuck on lost nodes so their StatefulSet recreates them."""
+    drain: DrainSpec | None = None
+    """*(extension)* Evictions (kubectl drain) of BE/CN pods wait until the BE has no running queries."""
+    member_readiness_gate: bool | None = None
+    """*(extension)* Default true: pods carry the readiness gate ``doris.apache.org/member-alive``, set
+    from Doris's own view, so Services route only to members Doris can use.  Changing it restarts pods."""
 
     def component(self, comp: Component) -> BaseSpec | None:
         spec: BaseSpec | None = getattr(self, f"{comp}_spec")
@@ -535,6 +573,28 @@ class ComponentStatus(StatusModel):
     observed_generation: int | None = None
 
 
+class FailoverRecord(StatusModel):
+    pod: str
+    uid: str = ""
+    """The uid of the pod that was force-deleted."""
+    component: str = ""
+    node: str = ""
+    time: str = ""
+    reason: str = ""
+    recreated_claims: list[str] | None = None
+    completed: bool | None = None
+    """True once the recreated pod's member is alive in Doris."""
+
+
+class FailoverStatus(StatusModel):
+    records: list[FailoverRecord] | None = None
+    """Force-deletions within the window (they count toward maxFailovers), newest last."""
+    lost_nodes: dict[str, str] | None = None
+    """Nodes the operator found gone (deleted), and since when: the period counts from there."""
+    waiting: list[str] | None = None
+    """Why a lost node's pod is not failed over yet."""
+
+
 class DorisClusterStatus(StatusModel):
     phase: str | None = None
     observed_generation: int | None = None
@@ -543,6 +603,7 @@ class DorisClusterStatus(StatusModel):
     be_status: ComponentStatus | None = None
     cn_status: ComponentStatus | None = None
     broker_status: ComponentStatus | None = None
+    failover: FailoverStatus | None = None
 
 
 class ObjectMeta(Model):

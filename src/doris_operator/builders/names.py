@@ -14,6 +14,12 @@ MANAGED_BY = "doris-operator"
 
 ANNOTATION_DEBUG_KEYS = ("selectdb.com.doris/runmode", "apache.org.doris/runmode")
 CONFIG_HASH = "doris.apache.org/config-hash"
+MEMBER_ALIVE = "doris.apache.org/member-alive"
+"""The readiness gate (pod condition type) the operator sets from Doris's view of the member."""
+DRAIN_STARTED = "doris.apache.org/drain-started-at"
+"""On a BE/CN pod: when its first eviction set disable_query (RFC 3339), so a crash keeps the intent."""
+DRAIN_BACKEND = "doris.apache.org/drain-backend"
+"""On a BE/CN pod: the ``host:heartbeat_port`` the eviction webhook set disable_query on."""
 
 
 def restarted_at(comp: Component) -> str:

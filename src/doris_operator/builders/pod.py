@@ -411,6 +411,9 @@ def pod_template(
     }
     if init := _init_containers(comp, spec):
         pod_spec["initContainers"] = init
+    if dc.spec.member_readiness_gate is not False:
+        # Ready only once the operator has seen the member alive in Doris (reconcile/readiness.py).
+        pod_spec["readinessGates"] = [{"conditionType": names.MEMBER_ALIVE}]
     grace = spec.termination_grace_period_seconds
     grace = grace if grace is not None else config.grace_seconds
     if grace is not None:

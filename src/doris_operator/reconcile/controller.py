@@ -12,6 +12,7 @@ from typing import Any
 from ..k8s import Kube, NotLeading
 from ..metrics import CLUSTERS, QUEUE_DEPTH, RECONCILE_ERRORS, RECONCILE_SECONDS, RECONCILES, export_draining
 from .act import AppliedMemory, EventRecorder
+from .faults import any_value
 from .observed import ClusterKey
 from .pipeline import Context, reconcile
 from .queue import WorkQueue
@@ -37,11 +38,23 @@ class Controller:
         """Called from handlers: kopf runs none until its indexes hold the initial listing."""
         if self.indexes is None:
             self.indexes = indexes
+            if "dc_nodes" in indexes:
+                nodes = indexes["dc_nodes"]
+                self.ctx.nodes = lambda: {k: v for k in list(nodes) if (v := any_value(nodes[k])) is not None}
             self.synced.set()
 
     def enqueue(self, key: ClusterKey, urgent: bool = True) -> None:
         self.queue.add(key, urgent)
         QUEUE_DEPTH.set(len(self.queue))
+
+    def wake_node(self, node: str) -> None:
+        """A node changed: reconcile every cluster with a pod on it (failover, readiness)."""
+        if self.indexes is None:
+            return
+        pods = self.indexes["dc_pods"]
+        for key in list(pods):
+            if any(p.get("nodeName") == node for p in pods[key]):
+                self.enqueue(key)
 
     def forget(self, key: ClusterKey) -> None:
         self.queue.forget(key)

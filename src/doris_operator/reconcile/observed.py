@@ -106,6 +106,18 @@ def trim_pod(body: Any) -> Obj:
         "message": status.get("message"),
         "revision": (body["metadata"].get("labels") or {}).get("controller-revision-hash"),
         "podIP": status.get("podIP"),
+        "nodeName": (body.get("spec") or {}).get("nodeName"),
+        "containersReady": conditions.get("ContainersReady") == "True",
+        "gated": any(
+            g.get("conditionType") == names.MEMBER_ALIVE
+            for g in (body.get("spec") or {}).get("readinessGates") or []
+        ),
+        "memberAlive": conditions.get(names.MEMBER_ALIVE),
+        "claims": [
+            v["persistentVolumeClaim"]["claimName"]
+            for v in (body.get("spec") or {}).get("volumes") or []
+            if (v.get("persistentVolumeClaim") or {}).get("claimName")
+        ],
     }
 
 

@@ -8,6 +8,8 @@ or an operator restart all lead to the same result.
   each StatefulSet may safely have now, after asking the FE;
 - plan (:mod:`.plan`, pure): the actions; act (:mod:`.act`): the executor runs them;
 - rollout (``reconcile_rollout``, an opaque step): at most one pod replaced, deleted by uid;
+- fault recovery (:mod:`.faults`): readiness gates from Doris's view, abandoned drains, failover of
+  pods on lost nodes;
 - status, written in one place.
 
 While the DorisCluster's ``deletionTimestamp`` is set, only the status is written.  An unexpected
@@ -20,7 +22,7 @@ import asyncio
 import copy
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -32,7 +34,9 @@ from ..doris.client import Credentials, DorisClient
 from ..k8s import Fence, Kube, NotLeading
 from ..metrics import export_draining
 from .act import AppliedMemory, EventRecorder, Executor, WriteStatus, digest
+from .faults import FaultResult, reconcile_faults
 from .intent import Annotate, annotator
+from .members import FeAccess
 from .membership import FE_ADDRESS_ANNOTATION, FeSession, credentials, fe_endpoint, reconcile_membership
 from .observed import Obj
 from .plan import keep_claim_templates, plan_children, plan_status
@@ -62,6 +66,8 @@ class Context:
     allow_fe_address_annotation: bool = False
     """Honour the fe-address annotation (``run --allow-fe-address-annotation``); else it is ignored with
     a Warning Event."""
+    nodes: Callable[[], Mapping[str, Obj]] | None = None
+    """The watched nodes by name (failover); None: not watched, no failover."""
 
 
 @dataclass
@@ -99,6 +105,7 @@ def _executor(body: Obj, ctx: Context, findings: Findings) -> Executor:
 
 
 async def reconcile(body: Obj, children: Iterable[Obj], pods: Iterable[Obj], ctx: Context) -> Result:
+    pods = list(pods)  # observed twice: the snapshot keeps the live ones, fault recovery needs all
     meta = body["metadata"]
     old_status = body.get("status") or {}
     result = Result()
@@ -172,19 +179,22 @@ async def reconcile(body: Obj, children: Iterable[Obj], pods: Iterable[Obj], ctx
         return result
     _merge(findings, snap.findings)
 
+    faults: FaultResult | None = None
     if not snap.deleting:
-        await _converge(snap, findings, executor, ctx, warn)
-    await _finish(snap, findings, executor, ctx, result, steps_ok=True)
+        faults = await _converge(snap, pods, findings, executor, ctx, warn)
+    await _finish(snap, findings, executor, ctx, result, steps_ok=True, faults=faults)
     return result
 
 
 async def _converge(
     snap: Snapshot,
+    all_pods: list[Obj],
     findings: Findings,
     executor: Executor,
     ctx: Context,
     warn: Callable[[str, Exception], Awaitable[None]],
-) -> None:
+) -> FaultResult | None:
+    """Membership, plan, act, rollout, then fault recovery; the last's result (None: it did not run)."""
     dc, body = snap.dc, snap.body
 
     async def creds() -> Credentials:
@@ -194,8 +204,12 @@ async def _converge(
         await ctx.events.record(body, event_type, reason, message, dedupe=False)
 
     session: FencedSession | None = None
+    fe_access: FeAccess | None = None
     try:
         fe_config = resolve_config("fe", dc.spec.fe_spec, snap.config_maps)
+        fe_access = FeAccess(
+            fe_config.port("query_port"), ctx.allow_fe_address_annotation, fe_config.flag("enable_ssl")
+        )
         host, port = fe_endpoint(dc, fe_config, allow_annotation=ctx.allow_fe_address_annotation)
         session = FencedSession(host, port, creds, ctx.kube.fence, tls=fe_config.flag("enable_ssl"))
     except Exception as err:  # a malformed address, say: no scale-in, no rolling update, the rest goes on
@@ -224,14 +238,22 @@ async def _converge(
         plan = plan_children(snap, replicas)
         _merge(findings, plan.findings)
         await executor.run(plan.actions)
-        if session is None:
-            return
+        if session is not None:
+            try:
+                await _rollout(snap, session, findings, record, executor, ctx, annotate)
+            except (NotLeading, asyncio.CancelledError):
+                raise
+            except Exception as err:
+                await warn("the rolling update", err)
+        if fe_access is None:
+            return None
         try:
-            await _rollout(snap, session, findings, record, executor, ctx, annotate)
+            return await _faults(snap, all_pods, fe_access, creds, record, executor, ctx)
         except (NotLeading, asyncio.CancelledError):
             raise
         except Exception as err:
-            await warn("the rolling update", err)
+            await warn("fault recovery", err)
+            return None
     finally:
         if session is not None:
             try:
@@ -304,8 +326,45 @@ async def _rollout(
     )
 
 
+async def _faults(
+    snap: Snapshot,
+    all_pods: list[Obj],
+    fe_access: FeAccess,
+    creds: Callable[[], Awaitable[Credentials]],
+    record: Callable[[str, str, str], Awaitable[None]],
+    executor: Executor,
+    ctx: Context,
+) -> FaultResult:
+    """Readiness gates, abandoned drains and failover (:mod:`.faults`), on every pod of the cluster
+    (terminating ones too: a pod stuck on a lost node is one).  Its statements to Doris pass the fence
+    like the FE session's."""
+    dc = snap.dc
+    ctx.kube.fence.check("sql", "Doris")
+    nodes = ctx.nodes() if ctx.nodes is not None else None
+    # the failover records must be the newest: the watched status lags behind our own last write
+    written = ctx.written.get((dc.namespace, dc.name))
+    faults = await reconcile_faults(
+        dc,
+        all_pods,
+        nodes,
+        written if written is not None else snap.old_status,
+        ctx.kube,
+        fe_access,
+        creds,
+        record,
+    )
+    executor.writes += faults.writes
+    return faults
+
+
 async def _finish(
-    snap: Snapshot, findings: Findings, executor: Executor, ctx: Context, result: Result, steps_ok: bool
+    snap: Snapshot,
+    findings: Findings,
+    executor: Executor,
+    ctx: Context,
+    result: Result,
+    steps_ok: bool,
+    faults: FaultResult | None = None,
 ) -> None:
     for problems in findings.degraded.values():
         for reason, message in problems:
@@ -317,6 +376,9 @@ async def _finish(
                 log.warning("could not record %s: %s", reason, err)
     export_draining(snap.dc.namespace, snap.dc.name, findings.draining)
     status = plan_status(snap, findings, _now())
+    failover = faults.failover_status if faults is not None else snap.old_status.get("failover")
+    if failover:
+        status["failover"] = failover
     await executor.run([WriteStatus(status, snap.old_status)])
     result.writes = executor.writes
     result.phase = status["phase"]
@@ -324,6 +386,8 @@ async def _finish(
         result.requeue_after = FAILED_REQUEUE if not steps_ok else NOT_CONVERGED_REQUEUE
     elif status["phase"] != "Ready":
         result.requeue_after = NOT_CONVERGED_REQUEUE
+    if faults is not None and faults.requeue_after is not None:
+        result.requeue_after = min(result.requeue_after or faults.requeue_after, faults.requeue_after)
 
 
 def _merge(into: Findings, other: Findings) -> None:

@@ -44,6 +44,12 @@ class RolloutMemory:
     disabled: dict[str, tuple[str, int]] = field(default_factory=dict)
 
 
+def _up(pod: Obj) -> bool:
+    """The pod's containers are ready.  Not its Ready condition: the readiness gate member-alive keeps a
+    query-disabled BE NotReady, and the rollout is what turns its queries back on."""
+    return bool(pod.get("containersReady", pod["ready"]))
+
+
 def _ordinal(pod: Obj) -> int:
     return int(pod["metadata"]["name"].rsplit("-", 1)[1])
 
@@ -157,7 +163,7 @@ async def reconcile_rollout(
                     PodState(
                         name=p["metadata"]["name"],
                         ordinal=_ordinal(p),
-                        ready=bool(p["ready"]),
+                        ready=_up(p),
                         outdated=p["revision"] != update,
                         alive=node_of.get(_ordinal(p), (True, None, False))[0] if comp != "broker" else True,
                         node=node_of.get(_ordinal(p), (None, None, False))[1],
@@ -268,7 +274,7 @@ async def _enable_queries(
 ) -> None:
     """A BE the operator disabled takes queries again once its pod is ready and its BE alive in the
     master's view; then the pod's mark goes."""
-    ready = {p["metadata"]["name"] for p in pods if p["ready"]}
+    ready = {p["metadata"]["name"] for p in pods if _up(p)}
     for name in sorted({*marked, *memory.disabled}):
         if name not in ready or name in memory.deleting:
             continue

@@ -68,6 +68,37 @@ class ConfigOptions:
     """Usernames that may change managed StatefulSets: the operator's ServiceAccount
     (``system:serviceaccount:<namespace>:<name>``)."""
     exempt_users: list[str] = field(default_factory=lambda: list(SYSTEM_USERS))
+    evictions: bool = False
+    """Add the drain-safe eviction webhook (``pods/eviction``; always failurePolicy Ignore)."""
+
+
+EVICTION_TIMEOUT_SECONDS = 10
+
+
+def eviction_webhook(opts: ConfigOptions, ca_bundle: bytes | None) -> Obj:
+    """``pods/eviction`` CREATE for every namespace: the webhook itself lets through what is not a
+    DorisCluster's FE/BE/CN pod (an Eviction carries no pod labels to select on).  It fails open
+    (Ignore): a drain never waits on a webhook that is down."""
+    from .eviction import PATH, WEBHOOK_NAME
+
+    return {
+        "name": WEBHOOK_NAME,
+        "clientConfig": _client_config(opts, PATH, ca_bundle),
+        "failurePolicy": "Ignore",
+        "rules": [
+            {
+                "apiGroups": [""],
+                "apiVersions": ["v1"],
+                "resources": ["pods/eviction"],
+                "operations": ["CREATE"],
+                "scope": "Namespaced",
+            }
+        ],
+        "sideEffects": "NoneOnDryRun",
+        "admissionReviewVersions": ["v1"],
+        "timeoutSeconds": EVICTION_TIMEOUT_SECONDS,
+        "matchPolicy": "Equivalent",
+    }
 
 
 def _client_config(opts: ConfigOptions, path: str, ca_bundle: bytes | None) -> Obj:
@@ -140,6 +171,8 @@ def webhook_configurations(opts: ConfigOptions, registry: Registry, ca_bundle: b
                     **common,
                 }
             )
+    if opts.evictions:
+        validating.append(eviction_webhook(opts, ca_bundle))
     out: list[Obj] = []
     api = "admissionregistration.k8s.io/v1"
     if validating:
@@ -297,10 +330,20 @@ async def patch_ca_bundle(
     client: AsyncClient, opts: ConfigOptions, registry: Registry, bundle: bytes
 ) -> None:
     """Set caBundle in every webhook of the named configurations, which the installer owns (a strategic
-    merge patch: webhooks merge by name; nothing else is touched, nothing is created)."""
+    merge patch: webhooks merge by name; nothing else is touched, nothing is created).  Only the webhooks
+    the installed configuration has: a merge by name would add one it lacks (the chart's
+    ``webhook.evictions: false`` leaves out the eviction webhook), half-made and refused."""
     encoded = base64.b64encode(bundle).decode()
     for obj in webhook_configurations(opts, registry, None):
-        hooks = [{"name": hook["name"], "clientConfig": {"caBundle": encoded}} for hook in obj["webhooks"]]
+        live = await client.get(RESOURCES[obj["kind"]], obj["metadata"]["name"])
+        present = {h.name for h in live.webhooks or []}
+        hooks = [
+            {"name": hook["name"], "clientConfig": {"caBundle": encoded}}
+            for hook in obj["webhooks"]
+            if hook["name"] in present
+        ]
+        if not hooks:
+            continue
         patch = {"webhooks": hooks}
         await client.patch(
             RESOURCES[obj["kind"]],

@@ -41,6 +41,8 @@ from .admission import (
     validate_review,
     validate_review_live,
 )
+from .eviction import PATH as EVICTION_PATH
+from .eviction import EvictionGuard
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +90,11 @@ class WebhookOptions:
     exempt_users: list[str] = field(default_factory=lambda: list(configs.SYSTEM_USERS))
     extra_hosts: list[str] = field(default_factory=list)
     """More names or IPs for the serving certificate."""
+    evictions: bool = True
+    """Serve and register the drain-safe eviction webhook (pods/eviction, failurePolicy Ignore)."""
+    allow_fe_address_annotation: bool = False
+    """The eviction webhook honours a DorisCluster's fe-address annotation (as the operator does with
+    ``run --allow-fe-address-annotation``); else it asks the FE pods by their DNS names."""
 
     def hosts(self) -> list[str]:
         """Names the serving certificate covers: the URL's host, or the Service's DNS names."""
@@ -122,6 +129,7 @@ class WebhookOptions:
             policy_name=self.policy_name,
             operator_users=operator_users,
             exempt_users=self.exempt_users,
+            evictions=self.evictions,
         )
 
 
@@ -171,6 +179,7 @@ def build_app(
     ready: Callable[[], bool] | None = None,
     client: AsyncClient | None = None,
     timeout: float = 5.0,
+    eviction: Callable[[Obj], Awaitable[Obj]] | None = None,
 ) -> web.Application:
     """The HTTP side: ``POST /validate/<group>/<plural>``, ``POST /mutate/<group>/<plural>``,
     ``GET /healthz`` and ``/readyz``.  Denials are AdmissionReviews with HTTP 200; a malformed review
@@ -222,6 +231,14 @@ def build_app(
         ok = ready() if ready is not None else True
         return web.Response(text="ok" if ok else "not ready", status=200 if ok else 503)
 
+    async def evict(request: web.Request) -> web.Response:
+        assert eviction is not None
+        try:
+            body = await request.json()
+            return web.json_response(await eviction(body))
+        except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as err:
+            return web.json_response({"error": str(err)}, status=400)
+
     app = web.Application(client_max_size=8 * 1024 * 1024)
     app.add_routes(
         [
@@ -231,6 +248,8 @@ def build_app(
             web.get("/readyz", readyz),
         ]
     )
+    if eviction is not None:
+        app.add_routes([web.post(EVICTION_PATH, evict)])
     return app
 
 
@@ -323,7 +342,14 @@ class WebhookServer:
             await self._wait_for(self._reload_files, 30, f"certificate files in {opts.cert_dir}")
         else:
             await self._sync_secret()
-        app = build_app(self.registry, lambda: self._ready, self.client, opts.timeout_seconds)
+        guard = EvictionGuard(self.client, opts.allow_fe_address_annotation) if opts.evictions else None
+        app = build_app(
+            self.registry,
+            lambda: self._ready,
+            self.client,
+            opts.timeout_seconds,
+            guard.review if guard else None,
+        )
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, opts.host, opts.port, ssl_context=self.tls.context)

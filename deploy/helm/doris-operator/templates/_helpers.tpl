@@ -110,7 +110,15 @@ The operator's rules on the namespaced objects it reconciles. Every verb is used
   verbs: ["create", "patch"]
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["list", "watch", "patch", "delete"]
+  verbs: ["get", "list", "watch", "delete", "patch"]
+# the readiness gate doris.apache.org/member-alive (a strategic merge of that one condition)
+- apiGroups: [""]
+  resources: ["pods/status"]
+  verbs: ["patch"]
+# failover.recreateLocalClaims: a BE's claim bound to a volume on a lost node
+- apiGroups: [""]
+  resources: ["persistentvolumeclaims"]
+  verbs: ["get", "delete"]
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["get", "list", "create", "patch", "delete"]

@@ -1,0 +1,192 @@
+"""The pure failover planner and the eviction decisions, without a cluster."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from doris_operator.doris.client import Frontend
+from doris_operator.reconcile import failover as fo
+from doris_operator.reconcile.members import MemberView
+from doris_operator.webhook.eviction import quorum_decision, running_tasks
+
+NOW = dt.datetime(2026, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
+S = fo.Settings(period=300, max_failovers=2, window=3600)
+
+
+def pod(name: str, node: str, uid: str = "u1", claims: list[str] | None = None) -> dict[str, Any]:
+    comp = name.split("-")[-2]
+    return {
+        "metadata": {"name": name, "uid": uid, "labels": {"app.kubernetes.io/component": comp}},
+        "nodeName": node,
+        "claims": claims or [],
+    }
+
+
+def snap(
+    pods: list[dict[str, Any]], nodes: dict[str, fo.NodeView], alive: dict[str, bool | None], **kw: Any
+) -> fo.Snapshot:
+    return fo.Snapshot(
+        NOW, kw.pop("settings", S), pods, nodes, kw.pop("lost", {}), alive, kw.pop("records", []), **kw
+    )
+
+
+def down(seconds: float) -> fo.NodeView:
+    return fo.NodeView(False, NOW - dt.timedelta(seconds=seconds))
+
+
+def test_nothing_within_the_period_then_a_force_delete() -> None:
+    pods = [pod("c-be-0", "n1")]
+    early = fo.plan(snap(pods, {"n1": down(299)}, {"c-be-0": False}))
+    assert not early.delete and early.requeue_after is not None and early.requeue_after <= 1.5
+    late = fo.plan(snap(pods, {"n1": down(301)}, {"c-be-0": False}))
+    assert [d.member.pod for d in late.delete] == ["c-be-0"]
+
+
+def test_only_when_doris_says_dead() -> None:
+    pods = [pod("c-be-0", "n1")]
+    for alive in (True, None):
+        plan = fo.plan(snap(pods, {"n1": down(900)}, {"c-be-0": alive}))
+        assert not plan.delete and plan.waiting
+
+
+def test_gone_node_counts_from_when_it_was_first_seen_gone() -> None:
+    pods = [pod("c-be-0", "n1")]
+    first = fo.plan(snap(pods, {}, {"c-be-0": False}))
+    assert not first.delete and first.lost_nodes == {"n1": NOW}
+    later = fo.plan(snap(pods, {}, {"c-be-0": False}, lost={"n1": NOW - dt.timedelta(seconds=400)}))
+    assert [d.member.pod for d in later.delete] == ["c-be-0"]
+
+
+def test_one_per_component_and_the_cap() -> None:
+    pods = [pod("c-be-0", "n1"), pod("c-be-1", "n2"), pod("c-fe-1", "n1")]
+    nodes = {"n1": down(900), "n2": down(900)}
+    alive = {"c-be-0": False, "c-be-1": False, "c-fe-1": False}
+    plan = fo.plan(snap(pods, nodes, alive))
+    assert sorted(d.member.pod for d in plan.delete) == ["c-be-0", "c-fe-1"]  # one BE, one FE
+    done = fo.FailoverRecord("c-be-0", "old", "be", "n1", NOW - dt.timedelta(seconds=60), "x", completed=True)
+    capped = fo.plan(
+        snap(
+            pods, nodes, alive, settings=fo.Settings(period=300, max_failovers=1, window=3600), records=[done]
+        )
+    )
+    assert not capped.delete and any("failover cap reached" in w for w in capped.waiting)
+    in_flight = fo.FailoverRecord("c-be-0", "old", "be", "n1", NOW, "x")
+    busy = fo.plan(snap(pods, nodes, alive, records=[in_flight]))
+    assert [d.member.pod for d in busy.delete] == ["c-fe-1"]
+
+
+def test_a_record_completes_when_the_new_member_is_alive() -> None:
+    rec = fo.FailoverRecord("c-be-0", "old", "be", "n1", NOW, "x")
+    plan = fo.plan(
+        snap([pod("c-be-0", "n2", uid="new")], {"n2": fo.NodeView(True)}, {"c-be-0": True}, records=[rec])
+    )
+    assert plan.records[0].completed and plan.completed
+
+
+def test_local_claims_need_the_flag_and_tablet_health() -> None:
+    pods = [pod("c-be-0", "n1", claims=["data-c-be-0"])]
+    claims = {"c-be-0": [fo.Claim("data-c-be-0", "cu", frozenset({"n1"}))]}
+    nodes, alive = {"n1": down(900)}, {"c-be-0": False}
+    assert not fo.plan(snap(pods, nodes, alive, claims=claims)).delete
+    allowed = fo.Settings(period=300, recreate_local_claims=True)
+    assert not fo.plan(snap(pods, nodes, alive, claims=claims, settings=allowed, tablets_safe=False)).delete
+    assert not fo.plan(snap(pods, nodes, alive, claims=claims, settings=allowed, tablets_safe=None)).delete
+    ok = fo.plan(snap(pods, nodes, alive, claims=claims, settings=allowed, tablets_safe=True))
+    assert [c.name for c in ok.delete[0].claims] == ["data-c-be-0"]
+
+
+def test_disabled_and_durations() -> None:
+    off = fo.plan(
+        snap([pod("c-be-0", "n1")], {"n1": down(900)}, {"c-be-0": False}, settings=fo.Settings(enabled=False))
+    )
+    assert not off.delete
+    assert fo.parse_duration("1h30m") == 5400 and fo.parse_duration("10s") == 10
+    assert fo.tablets_safe_from(["DbId", "UnrecoverableNum"], [("1", "0"), ("Total", "0")]) is True
+    assert fo.tablets_safe_from(["DbId", "UnrecoverableNum"], [("1", "3")]) is False
+    assert fo.tablets_safe_from(["DbId"], [("1",)]) is None
+
+
+def fe(host: str, role: str, alive: bool) -> Frontend:
+    return Frontend(name=host, host=host, edit_log_port=9010, role=role, is_master=False, alive=alive)
+
+
+def test_fe_quorum_and_running_tasks() -> None:
+    view = MemberView(
+        [fe("a", "FOLLOWER", True), fe("b", "FOLLOWER", False), fe("c", "FOLLOWER", True)], [], None
+    )
+    assert not quorum_decision(view, ["c"], "fe-2").allowed
+    assert quorum_decision(view, ["b"], "fe-1").allowed  # a dead one can go
+    healthy = MemberView(
+        [fe("a", "FOLLOWER", True), fe("b", "FOLLOWER", True), fe("c", "FOLLOWER", True)], [], None
+    )
+    assert quorum_decision(healthy, ["c"], "fe-2").allowed
+    assert running_tasks(["BE_ID", "QUERY_ID"], [(10001, "q1"), (10002, "q2"), (10001, "q3")], 10001) == 2
+
+
+def test_gates_follow_doris() -> None:
+    from doris_operator.api.validation import parse_cluster
+    from doris_operator.doris.client import Backend
+    from doris_operator.reconcile.readiness import plan_gates
+
+    dc = parse_cluster(
+        {
+            "apiVersion": "doris.selectdb.com/v1",
+            "kind": "DorisCluster",
+            "metadata": {"name": "c", "namespace": "n"},
+            "spec": {"feSpec": {"image": "a/fe:1"}, "beSpec": {"image": "a/be:1"}},
+        }
+    )
+
+    def gated(name: str, current: str | None) -> dict[str, Any]:
+        return {**pod(name, "n1"), "gated": True, "memberAlive": current}
+
+    def be(host: str, **kw: Any) -> Backend:
+        return Backend(backend_id=1, host=host, heartbeat_port=9050, alive=kw.pop("alive", True),
+                       system_decommissioned=kw.pop("dec", False), tablet_num=0, **kw)  # fmt: skip
+
+    host = "c-be-0.c-be-internal.n.svc.cluster.local"
+    fes = [fe("c-fe-0.c-fe-internal.n.svc.cluster.local", "FOLLOWER", True)]
+    pods = [gated("c-be-0", None), gated("c-fe-0", "True")]
+    assert [(g.pod, g.status) for g in plan_gates(dc, pods, MemberView(fes, [be(host)], None))] == [
+        ("c-be-0", "True")
+    ]
+    for backend, reason in (
+        (be(host, alive=False), "NotAlive"),
+        (be(host, dec=True), "Decommissioning"),
+        (be(host, query_disabled=True), "QueryDisabled"),
+    ):
+        (change,) = plan_gates(dc, [gated("c-be-0", "True")], MemberView(fes, [backend], None))
+        assert (change.status, change.reason) == ("False", reason)
+    assert not plan_gates(dc, [gated("c-be-0", "True")], MemberView())  # no FE answered: unchanged
+    assert not plan_gates(dc, [gated("c-be-0", None)], MemberView(fes, [], None))  # not yet registered
+
+
+def test_no_be_failover_without_fe_quorum() -> None:
+    pods = [pod("c-be-0", "n1"), pod("c-fe-1", "n1")]
+    plan = fo.plan(snap(pods, {"n1": down(900)}, {"c-be-0": False, "c-fe-1": False}, fe_quorum=False))
+    assert [d.member.pod for d in plan.delete] == ["c-fe-1"]
+    assert any("no quorum" in w for w in plan.waiting)
+    view = MemberView(
+        [fe("a", "FOLLOWER", True), fe("b", "FOLLOWER", False), fe("c", "FOLLOWER", False)], [], None
+    )
+    assert fo.fe_quorum(view) is False and fo.fe_quorum(MemberView()) is None
+
+
+def test_eviction_webhook_configuration_fails_open() -> None:
+    from doris_operator.webhook.admission import REGISTRY
+    from doris_operator.webhook.configs import ConfigOptions, webhook_configurations
+
+    opts = ConfigOptions(url="https://127.0.0.1:9443", validation_failure_policy="Fail", evictions=True)
+    (validating, _) = webhook_configurations(opts, REGISTRY, b"ca")
+    hook = validating["webhooks"][-1]
+    assert hook["name"] == "evictions.pods.doris.apache.org"
+    assert hook["failurePolicy"] == "Ignore" and hook["sideEffects"] == "NoneOnDryRun"
+    assert hook["rules"] == [
+        {"apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods/eviction"], "operations": ["CREATE"],
+         "scope": "Namespaced"}
+    ]  # fmt: skip
+    assert hook["clientConfig"]["url"] == "https://127.0.0.1:9443/validate-eviction"
+    assert "matchConditions" not in hook
+    without = webhook_configurations(ConfigOptions(), REGISTRY, b"ca")[0]["webhooks"]
+    assert all(h["name"] != "evictions.pods.doris.apache.org" for h in without)
