@@ -581,10 +581,12 @@ def _cluster(driver: ImageDriver, be: int = 3) -> Doc:
 
 
 def _refused_by_the_webhook(kube_cluster: Any, ns: str) -> str:
+    """A DorisCluster only the webhook refuses (two entries for one port; a targetPort that is no port of
+    the BE is only a warning since admission knows the ConfigMap's ports)."""
     bad = _strip_resources(sample())
     bad["spec"]["beSpec"]["service"] = {
         "type": "NodePort",
-        "servicePorts": [{"nodePort": 31005, "targetPort": 9999}],
+        "servicePorts": [{"nodePort": 31005, "targetPort": 8040}, {"nodePort": 31006, "targetPort": 8040}],
     }
     refused = kube_cluster.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(bad), check=False)
     return str(refused.stderr) if refused.returncode != 0 else ""
@@ -688,7 +690,10 @@ def test_two_namespaced_releases_and_uninstalling_one(
         for release in releases:
             release.tmp_path.mkdir()
             manifest = release.install()
-            assert not of_kind(manifest, "ClusterRole")[1:], "only the webhook's ClusterRole"
+            assert [r["metadata"]["name"] for r in of_kind(manifest, "ClusterRole")] == [
+                f"{release.name}-nodes",
+                f"{release.name}-webhook",
+            ], "only failover's and the webhook's ClusterRoles"
             release.start(manifest)
         for ns, driver in zip(watched, drivers, strict=True):
             assert "targetPort" in _refused_by_the_webhook(kube_cluster, ns)
