@@ -190,3 +190,14 @@ def test_eviction_webhook_configuration_fails_open() -> None:
     assert "matchConditions" not in hook
     without = webhook_configurations(ConfigOptions(), REGISTRY, b"ca")[0]["webhooks"]
     assert all(h["name"] != "evictions.pods.doris.apache.org" for h in without)
+
+
+def test_a_member_matches_its_pod_in_any_cluster_domain() -> None:
+    from doris_operator.reconcile.members import host_matches
+
+    hosts = ["c-be-0.c-be-internal.ns.svc", "10.1.2.3"]
+    for host in ("c-be-0.c-be-internal.ns.svc.cluster.local", "c-be-0.c-be-internal.ns.svc.corp.local",
+                 "C-BE-0.c-be-internal.ns.svc", "10.1.2.3"):  # fmt: skip
+        assert host_matches(host, hosts), host
+    for host in ("c-be-1.c-be-internal.ns.svc.cluster.local", "c-be-0.c-be-internal.other.svc", "10.1.2.30"):
+        assert not host_matches(host, hosts), host

@@ -49,7 +49,8 @@ def fe_candidates(dc: DorisCluster, fe_access: FeAccess) -> list[tuple[str, int]
     fe = dc.spec.fe_spec
     if fe is not None:
         count = max(fe.replicas if fe.replicas is not None else 1, 1)
-        return [(names.pod_fqdn(dc.name, "fe", i, dc.namespace), query_port) for i in range(count)]
+        # no cluster domain: the pod's DNS search path resolves it in any domain (as access.py's Service)
+        return [(_pod_name(dc, "fe", i), query_port) for i in range(count)]
     for _, spec in dc.components():
         endpoints = spec.fe_address.endpoints if spec.fe_address else None
         if endpoints is not None and endpoints.address:
@@ -81,16 +82,30 @@ class MemberView:
         else:
             rows = self.backends
         for row in rows or []:
-            if row.host in hosts:
+            if host_matches(row.host, hosts):
                 return row
         return None
 
 
+def _pod_name(dc: DorisCluster, comp: Component, ordinal: int) -> str:
+    """``<pod>.<headless service>.<namespace>.svc``: the pod's FQDN without the cluster domain."""
+    pod = f"{names.statefulset(dc.name, comp)}-{ordinal}"
+    return f"{pod}.{names.internal_service(dc.name, comp)}.{dc.namespace}.svc"
+
+
+def host_matches(host: str, hosts: list[str]) -> bool:
+    """A registered host is one of ``hosts`` (:func:`pod_hosts`): the pod's FQDN in any cluster domain
+    (``cluster.local``, ``corp.local``, none), or its IP."""
+    h = host.lower().rstrip(".")
+    return any(h == want or h.startswith(want + ".") for want in (w.lower() for w in hosts))
+
+
 def pod_hosts(dc: DorisCluster, comp: Component, pod: Obj) -> list[str]:
-    """The names a pod's member may be registered under: its FQDN, else (FQDN mode off) its IP."""
+    """The names a pod's member may be registered under (match with :func:`host_matches`): its FQDN
+    without the cluster domain, else (FQDN mode off) its IP."""
     name = pod["metadata"]["name"]
     ordinal = name.rsplit("-", 1)[-1]
-    hosts = [names.pod_fqdn(dc.name, comp, int(ordinal), dc.namespace)] if ordinal.isdigit() else []
+    hosts = [_pod_name(dc, comp, int(ordinal))] if ordinal.isdigit() else []
     if pod.get("podIP"):
         hosts.append(str(pod["podIP"]))
     return hosts

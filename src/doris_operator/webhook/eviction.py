@@ -37,7 +37,7 @@ from ..doris.client import Backend, Credentials, DorisError, Timeouts
 from ..k8s import DorisClusterResource, Kube
 from ..reconcile.failover import TIME_FORMAT, _time
 from ..reconcile.faults import drain_timeout
-from ..reconcile.members import FeAccess, MemberView, fe_candidates, pod_hosts, read_members
+from ..reconcile.members import FeAccess, MemberView, fe_candidates, host_matches, pod_hosts, read_members
 from ..reconcile.membership import credentials
 from ..reconcile.podops import patch_pod_annotations
 from .admission import Request
@@ -77,7 +77,7 @@ def quorum_decision(view: MemberView, hosts: list[str], pod: str) -> Decision:
     """An FE may go only if the alive followers left are still a majority of the followers."""
     assert view.frontends is not None
     followers = [f for f in view.frontends if f.role.upper() == "FOLLOWER"]
-    me = next((f for f in view.frontends if f.host in hosts), None)
+    me = next((f for f in view.frontends if host_matches(f.host, hosts)), None)
     if me is None or me.role.upper() != "FOLLOWER" or not me.alive:
         return Decision(True)
     left = sum(1 for f in followers if f.alive and f is not me)
@@ -173,7 +173,7 @@ class EvictionGuard:
             return quorum_decision(view, hosts, req.name)
         if dc.spec.drain is not None and dc.spec.drain.enabled is False:
             return Decision(True)
-        be = next((b for b in view.backends or [] if b.host in hosts), None)
+        be = next((b for b in view.backends or [] if host_matches(b.host, hosts)), None)
         if be is None or not be.alive:
             return Decision(True)  # not registered, or dead: nothing runs there
         return await self._drain(dc, comp, pod, be, fe_access, await creds(), req.dry_run)
