@@ -184,7 +184,7 @@ def dca_manifest(minimum: int, maximum: int, window: int) -> dict[str, Any]:
 def test_dca_scales_be_out_under_load_and_in_through_decommission(
     kube_cluster: Any, kubectl: Kubectl, metrics_server: MetricsServer, tmp_path: Path
 ) -> None:
-    from test_scale_in import TabletGuard
+    from safety import BePodGuard
 
     ns = kubectl.new_namespace("dca")
     driver = ImageDriver(kube_cluster.kubeconfig, ns, NAME, tablets_per_be=30, decommission_rate=10.0).start()
@@ -209,7 +209,7 @@ def test_dca_scales_be_out_under_load_and_in_through_decommission(
         def be_replicas() -> int:
             return int(kubectl.json("dcr", NAME, "-n", ns)["spec"]["beSpec"]["replicas"])
 
-        with TabletGuard(kubectl, ns, driver) as guard:
+        with BePodGuard(str(kube_cluster.kubeconfig), ns, driver) as guard:
             with Load(kubectl, ns, "be", 1.8):  # 90% of the 2 requested cores, against 50%
                 eventually(lambda: be_replicas() == 6, 240, 2, what="BE scaled out to 6")
                 decision = dca_status()["be"]["lastDecision"]
