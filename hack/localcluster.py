@@ -792,7 +792,7 @@ class LocalCluster:
 
     def restart(self, name: str, down: float = 0.0, timeout: float = 120.0) -> None:
         """Stop one component (SIGTERM, SIGKILL after ``stop_timeout``), wait ``down`` seconds and start
-        it again with the same arguments; for kube-apiserver, return once /readyz answers."""
+        it again with the same arguments; return once it answers /readyz (kube-apiserver) or /healthz."""
         if name not in self._args:
             raise ClusterError(f"{name} was not started by this LocalCluster")
         pid, st = self._pids[name]["pid"], self._pids[name].get("start_time")
@@ -811,6 +811,9 @@ class LocalCluster:
         self._spawn(name, self._args[name])
         if name == "kube-apiserver":
             self._wait("kube-apiserver /readyz", lambda: self._api_ok("/readyz"), name, timeout)
+        elif name in ("kube-controller-manager", "kube-scheduler"):
+            port = self.ports["kcm" if name == "kube-controller-manager" else "scheduler"]
+            self._wait(f"{name} /healthz", lambda: self._https_ok(port, "/healthz"), name, timeout)
 
     def _remove_hostpath_volumes(self) -> None:
         """Best effort: remove the (empty) /tmp/hostpath_pv/<uid> dirs of the provisioned volumes."""
