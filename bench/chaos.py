@@ -439,6 +439,7 @@ class Chaos:
     def wait_converged(self, expect: Callable[[], bool], timeout: float) -> float:
         t0 = time.monotonic()
         deadline = t0 + timeout
+        next_note = t0 + 60
         last = ""
         while True:
             try:
@@ -453,6 +454,9 @@ class Chaos:
                 last = f"apiserver: {err.status.code} {err.status.message}"
             if time.monotonic() > deadline:
                 raise TimeoutError(f"not converged after {timeout:.0f}s: {last}")
+            if time.monotonic() > next_note:
+                log(f"still waiting after {time.monotonic() - t0:.0f}s: {last}")
+                next_note += 60
             time.sleep(0.3)
 
     # -- operations ------------------------------------------------------------------------------
@@ -727,6 +731,26 @@ def report(chaos: Chaos, wall: float) -> dict[str, Any]:
     return result
 
 
+def markdown(result: dict[str, Any]) -> str:
+    """The figures of a JSON result as a Markdown table (``--render``), for docs/benchmarks.md."""
+
+    def f(x: float | None) -> str:
+        return f"{x:.1f}" if x is not None else "-"
+
+    lines = [
+        "| operation | ops | timeouts | errors | p50 s | p95 s | max s | bound s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for kind, t in result["per_type"].items():
+        lines.append(
+            f"| `{kind}` | {t['ops']} | {t['timeouts']} | {t['errors']} | {f(t['p50_s'])} | {f(t['p95_s'])} "
+            f"| {f(t['max_s'])} | {t['bound_s']:.0f} |"
+        )
+    total = sum(t["ops"] for t in result["per_type"].values())
+    lines.append(f"| **all** | **{total}** | {result['timeouts']} | {result['errors']} | | | | |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seed", type=int, default=1)
@@ -738,7 +762,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resync", type=float, default=2.0, help="operator --resync")
     p.add_argument("--json", type=Path, default=None, help="write the result here (default: the log dir)")
     p.add_argument("--log-dir", type=Path, default=None, help="operator log (default: a temp dir)")
+    p.add_argument("--render", type=Path, default=None, help="print a JSON result as Markdown and exit")
     args = p.parse_args(argv)
+    if args.render is not None:
+        print(markdown(json.loads(args.render.read_text())), end="")
+        return 0
 
     def terminate(signum: int, _frame: Any) -> None:
         raise SystemExit(128 + signum)
