@@ -306,6 +306,7 @@ class Chaos:
         self.operator: Operator | None = None
         self.watcher: Watcher | None = None
         self.ops: list[OpRecord] = []
+        self.stopped = ""  # why the run ended before --ops, if it did
 
     # -- setup -----------------------------------------------------------------------------------
 
@@ -618,18 +619,29 @@ class Chaos:
         kinds = list(WEIGHTS)
         weights = [WEIGHTS[k] for k in kinds]
         timeouts_in_a_row = 0
+        deadline = time.monotonic() + self.args.budget_minutes * 60 if self.args.budget_minutes else None
         for i in range(self.args.ops):
+            if deadline is not None and time.monotonic() > deadline:
+                self.stopped = f"time budget of {self.args.budget_minutes:g} min used up after {i} ops"
+                log(self.stopped)
+                break
             kind = self.rng.choices(kinds, weights)[0]
             if kind == "image" and self.version + 1 >= len(VERSIONS):
                 kind = "restart"
-            rec = self.run_op(i, kind)
+            try:
+                rec = self.run_op(i, kind)
+            except (KeyboardInterrupt, SystemExit) as err:  # report what ran (the op in flight is dropped)
+                self.stopped = f"interrupted ({type(err).__name__}) during op {i}"
+                log(self.stopped)
+                break
             self.ops.append(rec)
             state = "TIMEOUT" if rec.timed_out else ("ERROR" if rec.error else "ok")
             secs = f"{rec.seconds:.1f}s" if rec.seconds is not None else "-"
             log(f"op {i:3d} {kind:17s} {state:7s} {secs:>7s}  {rec.detail} {rec.error}")
             timeouts_in_a_row = timeouts_in_a_row + 1 if rec.timed_out else 0
             if timeouts_in_a_row >= 3:
-                log("three timeouts in a row: the cluster is stuck, stopping")
+                self.stopped = "three timeouts in a row: the cluster is stuck"
+                log(self.stopped)
                 break
 
 
@@ -674,6 +686,7 @@ def report(chaos: Chaos, wall: float) -> dict[str, Any]:
         "seed": chaos.args.seed,
         "ops_requested": chaos.args.ops,
         "ops_run": len(chaos.ops),
+        "stopped_early": chaos.stopped,
         "storage": chaos.args.storage,
         "wall_seconds": round(wall, 1),
         "per_type": per_type,
@@ -713,6 +726,8 @@ def report(chaos: Chaos, wall: float) -> dict[str, Any]:
             f"{kind:18s} {t['ops']:4d} {t['timeouts']:8d} {t['errors']:6d} {f(t['p50_s']):>7s} "
             f"{f(t['p95_s']):>7s} {f(t['max_s']):>7s} {t['bound_s']:6.0f}"
         )
+    if chaos.stopped:
+        lines += ["", f"STOPPED EARLY: {chaos.stopped}"]
     lines += [
         "",
         f"watcher: {w.checks} checks ({w.blind} skipped while the apiserver was down)",
@@ -762,6 +777,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resync", type=float, default=2.0, help="operator --resync")
     p.add_argument("--json", type=Path, default=None, help="write the result here (default: the log dir)")
     p.add_argument("--log-dir", type=Path, default=None, help="operator log (default: a temp dir)")
+    p.add_argument(
+        "--budget-minutes", type=float, default=0.0, help="issue no new op after this long (0: no limit)"
+    )
     p.add_argument("--render", type=Path, default=None, help="print a JSON result as Markdown and exit")
     args = p.parse_args(argv)
     if args.render is not None:
