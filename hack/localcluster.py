@@ -63,6 +63,13 @@ KWOK_STAGES = {
     "pod-complete": "kustomize/stage/pod/fast/pod-complete.yaml",
     "pod-delete": "kustomize/stage/pod/fast/pod-delete.yaml",
 }
+# kwok's emulation of the kubelet's /metrics/resource per node, and pod usage read from pod annotations
+# (kwok.x-k8s.io/usage-cpu, kwok.x-k8s.io/usage-memory): what metrics-server scrapes (hack/metrics_server.py)
+KWOK_METRICS = {
+    "metrics-resource": "kustomize/metrics/resource/metrics-resource.yaml",
+    "usage-from-annotation": "kustomize/metrics/usage/usage-from-annotation.yaml",
+}
+RESOURCE_METRICS_PATH_ANNOTATION = "metrics.k8s.io/resource-metrics-path"
 POD_READY_DELAY_ANNOTATION = "pod-ready.stage.kwok.x-k8s.io/delay"
 FAKE_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 
@@ -261,6 +268,24 @@ def file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def _copy_kwok_metrics(share: Path, kwok_dir: str | None = None) -> Path:
+    """kwok's metrics and usage configurations, from the kwok module (a cache built before they were
+    copied at build time gets them on first use)."""
+    out = share / "kwok-metrics"
+    if all((out / f"{name}.yaml").is_file() for name in KWOK_METRICS):
+        return out
+    if kwok_dir is None:
+        kwok_dir = json.loads(_run_go(["list", "-m", "-json", "sigs.k8s.io/kwok"], HACK_DIR / "kwok"))["Dir"]
+    partial = share / "kwok-metrics.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    for name, rel in KWOK_METRICS.items():
+        shutil.copyfile(Path(kwok_dir) / rel, partial / f"{name}.yaml")
+    shutil.rmtree(out, ignore_errors=True)
+    partial.rename(out)
+    return out
+
+
 def _installed(dest: Path, digest: str) -> bool:
     stamp = dest / "build-info.json"
     if not stamp.is_file():
@@ -370,6 +395,7 @@ def _build(versions: dict[str, str], dest: Path, digest: str) -> None:
     kwok_info = json.loads(_run_go(["list", "-m", "-json", "sigs.k8s.io/kwok"], HACK_DIR / "kwok"))
     for name, rel in KWOK_STAGES.items():
         shutil.copyfile(Path(kwok_info["Dir"]) / rel, work / "share" / "kwok-stages" / f"{name}.yaml")
+    _copy_kwok_metrics(work / "share", kwok_info["Dir"])
     total = round(time.monotonic() - start, 1)
     (work / "build-info.json").write_text(
         json.dumps(
@@ -944,6 +970,7 @@ class LocalCluster:
             f"--cluster-signing-cert-file={pki['ca.crt']}",
             f"--cluster-signing-key-file={pki['ca.key']}",
             "--controllers=*",
+            "--horizontal-pod-autoscaler-sync-period=5s",
             "--allocate-node-cidrs=false",
             # dynamic PVs for PVCs (StorageClass "standard"): empty dirs under /tmp/hostpath_pv
             "--enable-hostpath-provisioner=true",
@@ -996,6 +1023,9 @@ class LocalCluster:
                     },
                 }
             docs.append(stage)
+        metrics_dir = _copy_kwok_metrics(self.bin_dir.parent / "share")
+        for name in KWOK_METRICS:
+            docs.extend(d for d in yaml.safe_load_all((metrics_dir / f"{name}.yaml").read_text()) if d)
         (self.state_dir / "config" / "kwok.yaml").write_text(yaml.safe_dump_all(docs, sort_keys=False))
 
     def _kwok_args(self, pki: dict[str, Path]) -> list[str]:
@@ -1027,7 +1057,11 @@ class LocalCluster:
                 "kind": "Node",
                 "metadata": {
                     "name": name,
-                    "annotations": {FAKE_NODE_ANNOTATION: "fake", "node.alpha.kubernetes.io/ttl": "0"},
+                    "annotations": {
+                        FAKE_NODE_ANNOTATION: "fake",
+                        "node.alpha.kubernetes.io/ttl": "0",
+                        RESOURCE_METRICS_PATH_ANNOTATION: f"/metrics/nodes/{name}/metrics/resource",
+                    },
                     "labels": {
                         "kubernetes.io/hostname": name,
                         "kubernetes.io/os": "linux",

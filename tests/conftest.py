@@ -9,7 +9,9 @@ from collections.abc import Iterator
 import pytest
 
 import localcluster  # hack/localcluster.py (pytest: pythonpath = ["hack"])
+from gotool import METRICS_SERVER
 from harness import CRD, Kubectl, eventually
+from metrics_server import MetricsServer
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -17,10 +19,13 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     count against a test's timeout. Cached builds return at once."""
     if session.config.option.collectonly or os.environ.get("DORIS_OPERATOR_KUBECONFIG"):
         return
-    if any("kube_cluster" in getattr(item, "fixturenames", ()) for item in session.items):
+    fixtures = {name for item in session.items for name in getattr(item, "fixturenames", ())}
+    if "kube_cluster" in fixtures:
         capman = session.config.pluginmanager.getplugin("capturemanager")
         with capman.global_and_fixture_disabled() if capman else contextlib.nullcontext():
             localcluster.ensure_binaries()
+            if "metrics_server" in fixtures:
+                METRICS_SERVER.ensure()
 
 
 @pytest.fixture(scope="session")
@@ -49,8 +54,18 @@ def kube_cluster() -> Iterator[localcluster.LocalCluster]:
 def kubectl(kube_cluster: localcluster.LocalCluster) -> Kubectl:
     k = Kubectl(kube_cluster)
     k("apply", "-f", str(CRD))  # client-side apply: the CRD is small enough for the annotation
+    for other in sorted(CRD.parent.glob("*.yaml")):  # the other kinds (DorisClusterAutoscaler, ...)
+        if other.name != CRD.name:
+            k("apply", "-f", str(other))
     eventually(lambda: "dorisclusters" in k("api-resources", "--api-group=doris.selectdb.com"), 30)
     return k
+
+
+@pytest.fixture(scope="session")
+def metrics_server(kube_cluster: localcluster.LocalCluster) -> Iterator[MetricsServer]:
+    """A real metrics-server (hack/metrics_server.py) serving metrics.k8s.io from kwok's emulated usage."""
+    with MetricsServer(kube_cluster) as ms:
+        yield ms
 
 
 @pytest.fixture

@@ -74,7 +74,7 @@ def test_invalid_manifest_exit_code_and_message() -> None:
     assert result.stderr.strip() == "-: document 1 (DorisCluster x): spec.feSpec.image: is required"
 
 
-def test_crds_command_prints_the_checked_in_crd() -> None:
+def test_crds_command_prints_the_checked_in_crds() -> None:
     result = run("crds")
     assert result.returncode == 0
     crds = list(yaml.safe_load_all(result.stdout))

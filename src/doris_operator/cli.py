@@ -135,6 +135,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p_run.add_argument("--workers", type=int, default=4, help="clusters reconciled in parallel")
     p_run.add_argument("--resync", type=float, default=60.0, help="seconds between resyncs of every cluster")
+    p_run.add_argument(
+        "--autoscaler-interval",
+        type=float,
+        default=15.0,
+        help="seconds between evaluations of each DorisClusterAutoscaler (default 15, as the HPA controller)",
+    )
     p_run.add_argument("--metrics-port", type=int, default=8080, help="/metrics, /healthz and /readyz")
     p_run.add_argument("--metrics-host", default="0.0.0.0")
     p_run.add_argument("--leader-elect", action="store_true", help="run as one of several replicas")
@@ -322,6 +328,7 @@ def main(argv: Iterable[str] | None = None) -> int:
                 namespaces=args.namespace,
                 workers=args.workers,
                 resync=args.resync,
+                autoscaler_interval=args.autoscaler_interval,
                 metrics_host=args.metrics_host,
                 metrics_port=args.metrics_port,
                 leader_elect=args.leader_elect,

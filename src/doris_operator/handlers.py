@@ -10,6 +10,7 @@ from typing import Any
 import kopf
 
 from .api import doriscluster as dc
+from .api import dorisclusterautoscaler as dca
 from .api import dorisinitializer as di
 from .builders import names
 from .reconcile.controller import Controller
@@ -48,6 +49,21 @@ async def dc_services(body: kopf.Body, **_: Any) -> dict[Any, Any] | None:
 @kopf.index("policy", "v1", "poddisruptionbudgets", labels=MANAGED, registry=registry)
 async def dc_disruption_budgets(body: kopf.Body, **_: Any) -> dict[Any, Any] | None:
     return _child_index(body)
+
+
+@kopf.index("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED, registry=registry)
+async def dc_hpas(body: kopf.Body, **_: Any) -> dict[Any, Any] | None:
+    return _child_index(body)
+
+
+@kopf.index(dc.GROUP, dc.VERSION, dca.PLURAL, registry=registry)
+async def dc_cluster_autoscalers(body: kopf.Body, namespace: str | None, **_: Any) -> dict[Any, Any] | None:
+    """DorisClusterAutoscalers by their DorisCluster's key."""
+    cluster = (body.get("spec") or {}).get("cluster")
+    if not cluster:
+        return None
+    fields = ("apiVersion", "kind", "metadata", "spec", "status")
+    return {(namespace, cluster): {k: copy.deepcopy(body[k]) for k in fields if k in body}}
 
 
 @kopf.index("v1", "pods", labels={names.LABEL_CLUSTER: kopf.PRESENT}, registry=registry)
@@ -106,6 +122,18 @@ async def service_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=MANAGED, registry=registry)
 async def disruption_budget_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     _wake(memo, child_key(body))
+
+
+@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED, registry=registry)
+async def hpa_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    _wake(memo, child_key(body))
+
+
+@kopf.on.event(dc.GROUP, dc.VERSION, dca.PLURAL, registry=registry)
+async def cluster_autoscaler_event(body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
+    cluster = (body.get("spec") or {}).get("cluster")
+    if cluster:
+        memo["autoscaler"].wake((namespace or "default", str(cluster)))
 
 
 @kopf.on.event("v1", "pods", labels={names.LABEL_CLUSTER: kopf.PRESENT}, registry=registry)

@@ -12,11 +12,13 @@ from lightkube.generic_resource import create_namespaced_resource
 from lightkube.models.core_v1 import EventSource, ObjectReference
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.apps_v1 import StatefulSet
+from lightkube.resources.autoscaling_v2 import HorizontalPodAutoscaler
 from lightkube.resources.core_v1 import ConfigMap, Event, Pod, Secret, Service
 from lightkube.resources.policy_v1 import PodDisruptionBudget
 from lightkube.types import PatchType
 
 from .api import doriscluster as dc
+from .api import dorisclusterautoscaler as dca
 from .api import dorisinitializer as di
 from .metrics import API_REQUESTS
 
@@ -24,12 +26,15 @@ FIELD_MANAGER = "doris-operator"
 log = logging.getLogger(__name__)
 
 DorisClusterResource = create_namespaced_resource(dc.GROUP, dc.VERSION, dc.KIND, dc.PLURAL)
+DorisClusterAutoscalerResource = create_namespaced_resource(dc.GROUP, dc.VERSION, dca.KIND, dca.PLURAL)
+PodMetrics = create_namespaced_resource("metrics.k8s.io", "v1beta1", "PodMetrics", "pods")
 DorisInitializerResource = create_namespaced_resource(dc.GROUP, dc.VERSION, di.KIND, di.PLURAL)
 
 KINDS: dict[str, Any] = {
     "StatefulSet": StatefulSet,
     "Service": Service,
     "PodDisruptionBudget": PodDisruptionBudget,
+    "HorizontalPodAutoscaler": HorizontalPodAutoscaler,
     "Secret": Secret,
     "Pod": Pod,
 }
@@ -117,6 +122,45 @@ class Kube:
             namespace=namespace,
             patch_type=PatchType.JSON,
         )
+
+    async def patch_autoscaler_status(self, name: str, namespace: str, status: dict[str, Any]) -> None:
+        _count("patch", "DorisClusterAutoscaler/status")
+        await self.client.patch(
+            DorisClusterAutoscalerResource.Status,
+            name,
+            [{"op": "add", "path": "/status", "value": status}],
+            namespace=namespace,
+            patch_type=PatchType.JSON,
+        )
+
+    async def apply_cluster_replicas(
+        self, name: str, namespace: str, replicas: dict[str, int], field_manager: str
+    ) -> None:
+        """Server-side apply of only ``spec.<comp>Spec.replicas`` under ``field_manager`` (the
+        autoscaler's own, so it owns just those fields)."""
+        _count("apply", "DorisCluster")
+        body = {
+            "apiVersion": dc.API_VERSION,
+            "kind": dc.KIND,
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {comp: {"replicas": n} for comp, n in replicas.items()},
+        }
+        await self.client.patch(
+            DorisClusterResource,
+            name,
+            body,
+            namespace=namespace,
+            patch_type=PatchType.APPLY,
+            field_manager=field_manager,
+            force=True,
+        )
+
+    async def pod_metrics(self, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
+        """metrics.k8s.io PodMetrics of the pods with ``labels`` (an aggregated API: metrics-server)."""
+        _count("list", "PodMetrics")
+        selector: dict[str, Any] = dict(labels)
+        listing = self.client.list(PodMetrics, namespace=namespace, labels=selector)
+        return [dict(item.to_dict()) async for item in listing]  # type: ignore[no-untyped-call]
 
     async def secret_data(self, name: str, namespace: str) -> dict[str, str] | None:
         """A Secret's data (base64), or None when it doesn't exist.  Never logged."""

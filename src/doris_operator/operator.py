@@ -20,6 +20,7 @@ from . import handlers
 from .k8s import FIELD_MANAGER, Kube
 from .leader import LeaderElector
 from .metrics import REGISTRY
+from .reconcile.autoscaler import AutoscalerLoop, fe_backends
 from .reconcile.controller import Controller
 from .reconcile.initializer import InitializerController
 
@@ -41,6 +42,8 @@ class Options:
     lease_namespace: str = ""
     lease_name: str = "doris-operator"
     identity: str = ""
+    autoscaler_interval: float = 15.0
+    """How often each DorisClusterAutoscaler is evaluated (the HPA controller's default sync period)."""
     webhook: WebhookOptions | None = None
     """Serve the admission webhook in this process (every replica, leader or not)."""
     allow_fe_address_annotation: bool = False
@@ -89,13 +92,15 @@ async def _operate(opts: Options, kube: Kube, state: dict[str, bool]) -> None:
     controller.ctx.allow_fe_address_annotation = opts.allow_fe_address_annotation
     initializers = InitializerController(kube, resync=opts.resync)
     initializers.allow_fe_address_annotation = opts.allow_fe_address_annotation
+    backends = fe_backends(kube, opts.allow_fe_address_annotation)
+    autoscaler = AutoscalerLoop(kube, lambda: controller.indexes, backends, opts.autoscaler_interval)
     stop = asyncio.Event()
     started = asyncio.Event()
     operator = asyncio.create_task(
         kopf.operator(
             registry=handlers.registry,
             settings=_settings(),
-            memo=kopf.Memo(controller=controller, initializers=initializers),
+            memo=kopf.Memo(controller=controller, initializers=initializers, autoscaler=autoscaler),
             clusterwide=not opts.namespaces,
             namespaces=opts.namespaces,
             standalone=True,
@@ -105,6 +110,7 @@ async def _operate(opts: Options, kube: Kube, state: dict[str, bool]) -> None:
     )
     work = asyncio.create_task(controller.run())
     init_work = asyncio.create_task(initializers.run())
+    scaling = asyncio.create_task(autoscaler.run())
 
     async def synced() -> None:
         await started.wait()  # kopf's watches are up (with no DorisCluster, the controller never syncs)
@@ -118,7 +124,7 @@ async def _operate(opts: Options, kube: Kube, state: dict[str, bool]) -> None:
                 task.result()
     finally:
         stop.set()
-        for task in (work, init_work, watch):
+        for task in (work, init_work, watch, scaling):
             task.cancel()
         try:
             await asyncio.wait_for(operator, timeout=10)

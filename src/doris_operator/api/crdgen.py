@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from . import doriscluster as dc
+from . import dorisclusterautoscaler as dca
 from . import dorisinitializer as di
 
 CRD_DIR = Path("config/crd")
@@ -220,8 +221,36 @@ def dorisinitializer_crd() -> dict[str, Any]:
     )
 
 
+def dorisclusterautoscaler_crd() -> dict[str, Any]:
+    spec_schema = structural(
+        dca.DorisClusterAutoscalerSpec.model_json_schema(by_alias=True, mode="validation")
+    )
+    status_schema = structural(
+        dca.DorisClusterAutoscalerStatus.model_json_schema(by_alias=True, mode="validation")
+    )
+    spec_schema["description"] = "The components to scale, their ranges, the metrics and the behavior."
+    status_schema["description"] = "Per component: replicas, the last decision, metrics and conditions."
+    columns: list[dict[str, Any]] = [
+        {"name": "Cluster", "type": "string", "jsonPath": ".spec.cluster"},
+        {"name": "BE", "type": "integer", "jsonPath": ".status.be.desiredReplicas", "description": "desired"},
+        {"name": "CN", "type": "integer", "jsonPath": ".status.cn.desiredReplicas", "description": "desired"},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        {"name": "Decision", "type": "string", "priority": 1, "jsonPath": ".status.be.lastDecision.message"},
+    ]
+    return namespaced_crd(
+        dca.KIND,
+        dca.PLURAL,
+        [dca.SHORT_NAME],
+        "The automatic scaling of a DorisCluster's BEs and CNs, decided with the HorizontalPodAutoscaler's "
+        "algorithm and applied through the DorisCluster's replicas.",
+        spec_schema,
+        status_schema,
+        columns,
+    )
+
+
 def all_crds() -> list[dict[str, Any]]:
-    return [doriscluster_crd(), dorisinitializer_crd()]
+    return [doriscluster_crd(), dorisinitializer_crd(), dorisclusterautoscaler_crd()]
 
 
 def crd_filename(crd: dict[str, Any]) -> str:

@@ -7,7 +7,14 @@ from typing import Any
 from ..api.doriscluster import DorisCluster
 from . import config as _config
 from .config import ConfigMaps
-from .resources import access_service, admin_user_secret, disruption_budget, internal_service, statefulset
+from .resources import (
+    access_service,
+    admin_user_secret,
+    cn_autoscaler,
+    disruption_budget,
+    internal_service,
+    statefulset,
+)
 
 Obj = dict[str, Any]
 
@@ -23,7 +30,8 @@ def credentials_secret_name(dc: DorisCluster) -> str | None:
 def build(dc: DorisCluster, config_maps: ConfigMaps | None = None) -> list[Obj]:
     """Every object that runs ``dc``, given the data of the ConfigMaps it references (missing ones fall
     back to Doris's defaults).  Order: credentials, then per component (FE, BE, CN, Broker) the headless
-    Service, the access Service, the PodDisruptionBudget and the StatefulSet."""
+    Service, the access Service, the PodDisruptionBudget and the StatefulSet (and CN's
+    HorizontalPodAutoscaler)."""
     config_maps = config_maps or {}
     fe_config = _config.resolve("fe", dc.spec.fe_spec, config_maps)
     objects: list[Obj] = []
@@ -38,4 +46,6 @@ def build(dc: DorisCluster, config_maps: ConfigMaps | None = None) -> list[Obj]:
             objects.append(access_service(dc, comp, spec, cfg))
         objects.append(disruption_budget(dc, comp))
         objects.append(statefulset(dc, comp, spec, cfg, fe_config, credentials))
+        if comp == "cn" and (hpa := cn_autoscaler(dc)) is not None:
+            objects.append(hpa)
     return objects

@@ -33,6 +33,14 @@ def internal_service(cluster: str, comp: Component) -> str:
     return f"{cluster}-{comp}-internal"
 
 
+AUTOSCALER_COMPONENT = "autoscaler"
+"""The component label of the CN HorizontalPodAutoscaler (the official operator's)."""
+
+
+def cn_autoscaler(cluster: str) -> str:
+    return f"{cluster}-cn-autoscaler"
+
+
 def pdb(cluster: str, comp: Component) -> str:
     return f"{cluster}-{comp}"
 

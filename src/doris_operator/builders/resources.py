@@ -34,7 +34,7 @@ def statefulset(
 ) -> Obj:
     claims = [claim for _, _, claim in data_volumes(spec, comp, config) if claim is not None]
     sts_spec: Obj = {
-        "replicas": spec.replicas if spec.replicas is not None else 1,
+        "replicas": initial_replicas(dc, comp, spec),
         "selector": {"matchLabels": names.selector_labels(dc.name, comp)},
         "serviceName": names.internal_service(dc.name, comp),
         "podManagementPolicy": "Parallel",
@@ -118,6 +118,47 @@ def access_service(dc: DorisCluster, comp: Component, spec: BaseSpec, config: Co
         ),
         "spec": svc_spec,
     }
+
+
+def cn_autoscaler(dc: DorisCluster) -> Obj | None:
+    """The official operator's CN autoscaling: ``cnSpec.autoScalingPolicy`` as an ``autoscaling/v2``
+    HorizontalPodAutoscaler ``{c}-cn-autoscaler`` on the CN StatefulSet (``version: v1`` keeps only the
+    replica range, as there). While the HPA sets the CN replicas, the operator leaves them to it."""
+    cn = dc.spec.cn_spec
+    policy = cn.auto_scaling_policy if cn else None
+    if policy is None or not policy.max_replicas:
+        return None
+    spec: Obj = {
+        "scaleTargetRef": {
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "name": names.statefulset(dc.name, "cn"),
+        },
+        "maxReplicas": policy.max_replicas,
+    }
+    if policy.min_replicas:
+        spec["minReplicas"] = policy.min_replicas
+    if policy.version != "v1" and policy.hpa_policy is not None:
+        if policy.hpa_policy.metrics:
+            spec["metrics"] = [dict(m) for m in policy.hpa_policy.metrics]
+        if policy.hpa_policy.behavior:
+            spec["behavior"] = dict(policy.hpa_policy.behavior)
+    labels = names.object_labels(dc.name) | {names.LABEL_COMPONENT: names.AUTOSCALER_COMPONENT}
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": metadata(dc, names.cn_autoscaler(dc.name), labels),
+        "spec": spec,
+    }
+
+
+def initial_replicas(dc: DorisCluster, comp: Component, spec: BaseSpec) -> int:
+    """``replicas`` (default 1), within ``autoScalingPolicy``'s range for an autoscaled CN."""
+    replicas = spec.replicas if spec.replicas is not None else 1
+    policy = dc.spec.cn_spec.auto_scaling_policy if comp == "cn" and dc.spec.cn_spec else None
+    if policy is not None and policy.max_replicas:
+        replicas = max(min(replicas, policy.max_replicas), policy.min_replicas or 1)
+    return replicas
 
 
 def disruption_budget(dc: DorisCluster, comp: Component) -> Obj:

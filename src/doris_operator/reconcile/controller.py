@@ -17,7 +17,7 @@ from .queue import WorkQueue
 
 log = logging.getLogger(__name__)
 
-CHILD_INDEXES = ("dc_statefulsets", "dc_services", "dc_disruption_budgets")
+CHILD_INDEXES = ("dc_statefulsets", "dc_services", "dc_disruption_budgets", "dc_hpas")
 ERROR_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 
 

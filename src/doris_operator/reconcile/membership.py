@@ -114,6 +114,8 @@ async def reconcile_membership(
         )
         if live is None or obj is None:
             continue
+        if obj["spec"].get("replicas") is None:
+            continue  # a HorizontalPodAutoscaler sets them (cnSpec.autoScalingPolicy)
         current = int(live["spec"].get("replicas") or 0)
         want = int(obj["spec"]["replicas"])
         draining = (old_status.get(f"{comp}Status") or {}).get("decommissioning")

@@ -37,6 +37,7 @@ def trim_child(body: Any) -> Obj:
             "replicas": spec.get("replicas"),
             "volumeClaimTemplates": [dict(v) for v in spec.get("volumeClaimTemplates") or []],
             "updateStrategy": dict(spec.get("updateStrategy") or {}),
+            "replicasManagers": replicas_managers(body),
         }
         out["status"] = dict(body.get("status") or {})
     elif body["kind"] == "Service":
@@ -46,6 +47,17 @@ def trim_child(body: Any) -> Obj:
             "ports": [dict(p) for p in spec.get("ports") or []],
         }
         out["status"] = dict(body.get("status") or {})
+    return out
+
+
+def replicas_managers(body: Any) -> list[str]:
+    """The field managers that own ``spec.replicas`` (an HPA's writes through the scale subresource
+    show up here as kube-controller-manager's)."""
+    out = []
+    for entry in body["metadata"].get("managedFields") or []:
+        fields = (entry.get("fieldsV1") or {}).get("f:spec") or {}
+        if "f:replicas" in fields and entry.get("manager"):
+            out.append(str(entry["manager"]))
     return out
 
 

@@ -24,6 +24,7 @@ from ..builders.config import config_map_names
 from ..builders.config import resolve as resolve_config
 from ..doris.client import Credentials
 from ..k8s import Kube
+from .cn_hpa import hand_over_replicas, hpa_owns_cn
 from .membership import FE_ADDRESS_ANNOTATION, FeSession, credentials, fe_endpoint, reconcile_membership
 from .observed import APPLIED_HASH, Obj, trim_child
 from .rollout import RolloutMemory, reconcile_rollout
@@ -166,6 +167,7 @@ async def reconcile(body: Obj, children: Iterable[Obj], pods: Iterable[Obj], ctx
     findings = Findings()
     config_maps, blocked = await _references(dc, ctx, findings)
     desired = build(dc, config_maps)
+    hand_over_replicas(dc, desired, observed)
     await _generated_secrets(dc, desired, observed, ctx)
     fe_config = resolve_config("fe", dc.spec.fe_spec, config_maps)
     host, port = fe_endpoint(dc, fe_config, allow_annotation=ctx.allow_fe_address_annotation)
@@ -250,16 +252,17 @@ def _status(
     now = _now()
     components: dict[str, Obj] = {}
     for comp, spec in dc.components():
+        replicas = spec.replicas if spec.replicas is not None else 1
+        live = observed.get(("StatefulSet", names.statefulset(dc.name, comp)))
+        if comp == "cn" and hpa_owns_cn(dc) and live is not None:
+            replicas = int(live["spec"].get("replicas") or 0)  # what the HPA set
         components[comp] = component_status(
-            dc,
-            comp,
-            spec.replicas if spec.replicas is not None else 1,
-            observed,
-            pod_list,
-            findings,
-            old_status.get(f"{comp}Status"),
-            now,
+            dc, comp, replicas, observed, pod_list, findings, old_status.get(f"{comp}Status"), now
         )
+        if comp == "cn" and hpa_owns_cn(dc):
+            policy = dc.spec.cn_spec.auto_scaling_policy if dc.spec.cn_spec else None
+            version = (policy.version if policy else None) or "v2"
+            components[comp]["horizontalScaler"] = {"name": names.cn_autoscaler(dc.name), "version": version}
     return cluster_status(dc, components, findings, old_status, now)
 
 

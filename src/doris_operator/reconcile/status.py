@@ -45,6 +45,16 @@ def _condition(ctype: str, ok: bool, reason: str, message: str, generation: int 
     }
 
 
+def condition(ctype: str, ok: bool, reason: str, message: str, generation: int | None) -> Obj:
+    """A status condition (every resource of the operator writes them the same way)."""
+    return _condition(ctype, ok, reason, message, generation)
+
+
+def carry_times(new: list[Obj], old: list[Obj] | None, now: str) -> list[Obj]:
+    """lastTransitionTime moves only when a condition's status changes."""
+    return _carry_times(new, old, now)
+
+
 def _carry_times(new: list[Obj], old: list[Obj] | None, now: str) -> list[Obj]:
     """lastTransitionTime moves only when a condition's status changes."""
     previous = {c.get("type"): c for c in old or []}

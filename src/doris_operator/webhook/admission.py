@@ -372,11 +372,13 @@ DORIS_CLUSTER = AdmissionKind(
 
 
 def default_registry() -> Registry:
-    from .initializer import DORIS_INITIALIZER  # it builds on this module
+    from .autoscaler import DORIS_CLUSTER_AUTOSCALER  # they build on this module
+    from .initializer import DORIS_INITIALIZER
 
     registry = Registry()
     registry.register(DORIS_CLUSTER)
     registry.register(DORIS_INITIALIZER)
+    registry.register(DORIS_CLUSTER_AUTOSCALER)
     return registry
 
 
