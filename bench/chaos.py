@@ -485,6 +485,9 @@ class Chaos:
         )
         return all(p.spec is not None and p.spec.containers[0].image == image for p in pods)
 
+    def versions_left(self) -> bool:
+        return self.version + 1 < len(VERSIONS)
+
     def change(self, kind: str) -> tuple[str, Callable[[], bool]]:
         """Make a change of this kind; returns its description and what shows it was applied."""
         if kind.startswith("scale_"):
@@ -495,9 +498,8 @@ class Chaos:
             self._patch_spec({SPEC_KEY[comp]: {"replicas": n}})
             return f"{comp} {old} -> {n}", lambda: True
         if kind == "image":
-            if self.version + 1 >= len(VERSIONS):
-                self.version = -1  # wrapped: start again (a downgrade is refused by Doris's rules)
-                raise RuntimeError("out of versions")
+            if not self.versions_left():
+                raise RuntimeError("no newer Doris release in VERSIONS")  # callers avoid this
             # mostly a patch; now and then the first release of the next minor
             nxt = self.version + 1
             if self.rng.random() < 0.25:
@@ -546,6 +548,8 @@ class Chaos:
         detail, expect = "", lambda: True
         if kind in ("operator_kill", "apiserver_restart") and self.rng.random() < 0.5:
             during = self.rng.choice(["scale_be", "image", "restart", "scale_fe"])
+            if during == "image" and not self.versions_left():
+                during = "restart"  # the newest release is reached: no downgrade
             detail, expect = self.change(during)
             pause = self.rng.uniform(0.5, 6.0)
             detail = f"during {during} ({detail}) after {pause:.1f}s; "
@@ -626,8 +630,8 @@ class Chaos:
                 log(self.stopped)
                 break
             kind = self.rng.choices(kinds, weights)[0]
-            if kind == "image" and self.version + 1 >= len(VERSIONS):
-                kind = "restart"
+            if kind == "image" and not self.versions_left():
+                kind = "restart"  # the newest release is reached: no downgrade
             try:
                 rec = self.run_op(i, kind)
             except (KeyboardInterrupt, SystemExit) as err:  # report what ran (the op in flight is dropped)
