@@ -734,6 +734,7 @@ class LocalCluster:
         self.ports: dict[str, int] = {}
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._pids: dict[str, dict[str, Any]] = {}
+        self._args: dict[str, list[str]] = {}
         self._attached = False
         self._ssl: ssl.SSLContext | None = None
 
@@ -886,6 +887,31 @@ class LocalCluster:
         if self._own_state_dir and not os.environ.get("DORIS_OPERATOR_KEEP_STATE"):
             shutil.rmtree(self.state_dir, ignore_errors=True)
 
+    def restart(self, name: str, down: float = 0.0, timeout: float = 120.0) -> None:
+        """Stop one component (SIGTERM, SIGKILL after ``stop_timeout``), wait ``down`` seconds and start
+        it again with the same arguments; return once it answers /readyz (kube-apiserver) or /healthz."""
+        if name not in self._args:
+            raise ClusterError(f"{name} was not started by this LocalCluster")
+        pid, st = self._pids[name]["pid"], self._pids[name].get("start_time")
+        _signal(pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.stop_timeout
+        while _alive(pid, st) and time.monotonic() < deadline:
+            self._reap(name)
+            time.sleep(0.05)
+        if _alive(pid, st):
+            _signal(pid, signal.SIGKILL)
+        while _alive(pid, st):
+            self._reap(name)
+            time.sleep(0.05)
+        self._reap(name)
+        time.sleep(down)
+        self._spawn(name, self._args[name])
+        if name == "kube-apiserver":
+            self._wait("kube-apiserver /readyz", lambda: self._api_ok("/readyz"), name, timeout)
+        elif name in ("kube-controller-manager", "kube-scheduler"):
+            port = self.ports["kcm" if name == "kube-controller-manager" else "scheduler"]
+            self._wait(f"{name} /healthz", lambda: self._https_ok(port, "/healthz"), name, timeout)
+
     def _remove_hostpath_volumes(self) -> None:
         """Best effort: remove the (empty) /tmp/hostpath_pv/<uid> dirs of the provisioned volumes."""
         try:
@@ -930,6 +956,7 @@ class LocalCluster:
                 preexec_fn=None if self.detached else _set_pdeathsig,
             )
         self._procs[name] = proc
+        self._args[name] = args
         self._pids[name] = {"pid": proc.pid, "start_time": _proc_start_time(proc.pid)}
         self._write_state()
 

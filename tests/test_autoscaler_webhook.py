@@ -75,3 +75,57 @@ def test_bad_autoscalers_name_the_field(spec: dict[str, Any], path: str) -> None
     verdict = validate_autoscaler(request(spec))
     assert not verdict.allowed
     assert any(p.path == path for p in verdict.problems), verdict.message
+
+
+# --- on the local control plane: the rivals the webhook reads ---------------------------------------
+
+
+@pytest.mark.cluster
+def test_the_webhook_refuses_a_second_autoscaler_of_a_component(
+    kube_cluster: Any, kubectl: Any, tmp_path: Any
+) -> None:
+    from harness import eventually
+    from test_webhook import WebhookProcess, apply, doris
+
+    ns = kubectl.new_namespace("dcawh")
+    proc = WebhookProcess(
+        kube_cluster, tmp_path, "doris-wh-dca", ns, "--no-policy", "--timeout-seconds", "10"
+    )
+    try:
+        proc.start()
+
+        def scaler(name: str, comp: str) -> dict[str, Any]:
+            spec = {"cluster": "c", comp: {"minReplicas": 1, "maxReplicas": 3}, "metrics": [CPU]}
+            return {
+                "apiVersion": "doris.selectdb.com/v1",
+                "kind": "DorisClusterAutoscaler",
+                "metadata": {"name": name, "namespace": ns},
+                "spec": spec,
+            }
+
+        bad = scaler("probe", "be")
+        bad["spec"]["be"]["minReplicas"] = 9  # refused by the webhook's own check once it is wired
+        eventually(
+            lambda: "spec.be.minReplicas" in apply(kubectl, bad, "--dry-run=server").stderr, 30, 0.3,
+            what="the apiserver calling the webhook",
+        )  # fmt: skip
+        policy = {"minReplicas": 1, "maxReplicas": 4}
+        cn_spec = {"replicas": 2, "image": "apache/doris:be-2.1.8", "autoScalingPolicy": policy}
+        cluster = doris("c", ns, cnSpec=cn_spec)
+        assert apply(kubectl, cluster).returncode == 0
+        first = apply(kubectl, scaler("first", "be"))
+        assert first.returncode == 0, first.stderr
+        second = apply(kubectl, scaler("second", "be"))
+        assert (
+            second.returncode != 0
+            and "spec.be" in second.stderr
+            and "first already scales be" in second.stderr
+        )
+        cn = apply(kubectl, scaler("cn", "cn"))
+        assert cn.returncode != 0 and "cnSpec.autoScalingPolicy" in cn.stderr, cn.stderr
+        again = apply(kubectl, scaler("first", "be"))  # the same one again: no rival of itself
+        assert again.returncode == 0, again.stderr
+    finally:
+        proc.stop()
+        proc.uninstall(kubectl)
+        kubectl("delete", "namespace", ns, "--wait=false", check=False)

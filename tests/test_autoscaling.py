@@ -184,7 +184,7 @@ def dca_manifest(minimum: int, maximum: int, window: int) -> dict[str, Any]:
 def test_dca_scales_be_out_under_load_and_in_through_decommission(
     kube_cluster: Any, kubectl: Kubectl, metrics_server: MetricsServer, tmp_path: Path
 ) -> None:
-    from test_scale_in import TabletGuard
+    from safety import BePodGuard
 
     ns = kubectl.new_namespace("dca")
     driver = ImageDriver(kube_cluster.kubeconfig, ns, NAME, tablets_per_be=30, decommission_rate=10.0).start()
@@ -209,7 +209,7 @@ def test_dca_scales_be_out_under_load_and_in_through_decommission(
         def be_replicas() -> int:
             return int(kubectl.json("dcr", NAME, "-n", ns)["spec"]["beSpec"]["replicas"])
 
-        with TabletGuard(kubectl, ns, driver) as guard:
+        with BePodGuard(str(kube_cluster.kubeconfig), ns, driver) as guard:
             with Load(kubectl, ns, "be", 1.8):  # 90% of the 2 requested cores, against 50%
                 eventually(lambda: be_replicas() == 6, 240, 2, what="BE scaled out to 6")
                 decision = dca_status()["be"]["lastDecision"]
@@ -249,4 +249,107 @@ def test_dca_scales_be_out_under_load_and_in_through_decommission(
         assert "doris-operator-autoscaler" in managers, managers
     finally:
         op.stop()
+        driver.stop()
+
+
+@pytest.mark.prometheus
+def test_dca_scales_be_on_a_promql_query_against_a_real_prometheus(
+    kube_cluster: Any, kubectl: Kubectl, tmp_path: Path
+) -> None:
+    """The Prometheus path: a real Prometheus (hack/prometheus.py) scrapes the simulated BE /metrics on
+    127.0.0.1; the autoscaler's query on it drives the BE replicas out and back in."""
+    import subprocess
+    import urllib.request
+
+    import prometheus
+    from doris_sim.be_http import BeWebServer
+    from doris_sim.metrics import DorisMetrics, Workload
+    from harness import free_port
+
+    ns = kubectl.new_namespace("promql")
+    driver = ImageDriver(kube_cluster.kubeconfig, ns, NAME, tablets_per_be=30, decommission_rate=10.0).start()
+    workload = Workload(compaction_score=20)
+    metrics = DorisMetrics(driver.cluster, workload)
+
+    def be_metrics() -> str | None:
+        alive = [b for b in driver.cluster.show_backends().dicts() if b["Alive"] == "true"]
+        return metrics.be_text(str(alive[0]["Host"]), int(alive[0]["HeartbeatPort"])) if alive else None
+
+    be_web = BeWebServer().start()
+    be_web.metrics = be_metrics
+    tools = prometheus.ensure_prometheus()
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "scrape_configs": [
+            {"job_name": "doris-be", "static_configs": [{"targets": [f"127.0.0.1:{be_web.port}"]}]}
+        ],
+    }
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    prom_port = free_port()
+    prom_log = (tmp_path / "prometheus.log").open("wb")
+    prom = subprocess.Popen(
+        [
+            str(tools.prometheus),
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{prom_port}",
+        ],
+        stdout=prom_log,
+        stderr=subprocess.STDOUT,
+    )
+    op = Operator(kube_cluster, tmp_path, "--resync", "2", "--autoscaler-interval", "3", "-n", ns).start()
+    try:
+
+        def prometheus_ready() -> bool:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{prom_port}/-/ready", timeout=2).close()
+                return True
+            except OSError:
+                return False
+
+        eventually(prometheus_ready, 60, what="prometheus ready")
+        doc = sample()
+        doc["metadata"].setdefault("annotations", {})[FE_ADDRESS_ANNOTATION] = f"{driver.host}:{driver.port}"
+        doc["spec"]["feSpec"].update(replicas=1, electionNumber=1)
+        doc["spec"]["beSpec"]["replicas"] = 3
+        for comp in ("feSpec", "beSpec"):
+            doc["spec"][comp].pop("limits", None)
+            doc["spec"][comp].pop("requests", None)
+        kubectl.apply(doc, ns)
+        wait_ready(kubectl, ns, timeout=180)
+        query = 'max(doris_be_tablet_cumulative_max_compaction_score{job="doris-be"})'
+        scaler = dca_manifest(3, 5, 5)
+        scaler["spec"]["metrics"] = [
+            {
+                "type": "Prometheus",
+                "prometheus": {
+                    "serverURL": f"http://127.0.0.1:{prom_port}",
+                    "query": query,
+                    "target": {"type": "Value", "value": "100"},
+                },
+            }
+        ]
+        kubectl.apply(scaler, ns)
+
+        def be_replicas() -> int:
+            return int(kubectl.json("dcr", NAME, "-n", ns)["spec"]["beSpec"]["replicas"])
+
+        def metric_value() -> str | None:
+            st = kubectl.json("dca", "be-scaler", "-n", ns).get("status") or {}
+            return next((m.get("current") for m in (st.get("be") or {}).get("currentMetrics") or []), None)
+
+        assert eventually(metric_value, 60, what="the query's value in status") == "20"
+        workload.compaction_score = 300  # 3x the target
+        eventually(lambda: be_replicas() == 5, 120, 1, what="BE scaled out to maxReplicas on the query")
+        driver.wait_registered(1, 5, timeout=120)
+        wait_ready(kubectl, ns, timeout=180)
+        workload.compaction_score = 50
+        eventually(lambda: be_replicas() == 3, 240, 1, what="BE scaled back in on the query")
+        wait_ready(kubectl, ns, timeout=180)
+    finally:
+        op.stop()
+        prom.terminate()
+        prom.wait(timeout=20)
+        prom_log.close()
+        be_web.stop()
         driver.stop()

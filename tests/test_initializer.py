@@ -112,7 +112,10 @@ def operator_statements(driver: ImageDriver) -> list[str]:
 
 
 def _noise(sql: str) -> bool:
-    return sql.upper().startswith(("SET AUTOCOMMIT", "SET NAMES", "SHOW ", "SELECT "))
+    """Session setup (the FE client asks for the master's answers on every session) and reads."""
+    return sql.upper().startswith(
+        ("SET AUTOCOMMIT", "SET NAMES", "SET FORWARD_TO_MASTER", "SHOW ", "SELECT ")
+    )
 
 
 def login(driver: ImageDriver, user: str, password: str) -> None:

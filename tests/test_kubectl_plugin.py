@@ -469,7 +469,10 @@ def test_debug_on_off(env: dict[str, Any], capsys: pytest.CaptureFixture[str], k
     assert code == 0, err
 
     def restarted() -> bool:
-        p = kubectl.json("pod", pod, "-n", ns)
+        try:
+            p = kubectl.json("pod", pod, "-n", ns)
+        except Exception:  # between the old pod's deletion and the new one's creation
+            return False
         return bool(
             p["metadata"]["uid"] != uid
             and kp.DEBUG_ANNOTATION not in (p["metadata"].get("annotations") or {})

@@ -276,3 +276,19 @@ def test_validating_admission_policy_is_enforced(kube_cluster: localcluster.Loca
         kube_cluster.kubectl(
             "delete", "validatingadmissionpolicybinding,validatingadmissionpolicy", name, check=False
         )
+
+
+def test_restart_of_one_component_keeps_the_cluster_state() -> None:
+    """LocalCluster.restart (bench/chaos.py's apiserver restart): the same etcd, so objects survive, and
+    the control plane schedules new pods afterwards."""
+    with localcluster.LocalCluster(nodes=1) as cluster:
+        cluster.kubectl("create", "configmap", "before", "-n", "default", "--from-literal=a=1")
+        old = cluster._pids["kube-apiserver"]["pid"]
+        cluster.restart("kube-apiserver", down=0.5)
+        assert cluster._pids["kube-apiserver"]["pid"] != old
+        assert cluster.kubectl_json("get", "configmap", "before", "-n", "default")["data"] == {"a": "1"}
+        cluster.restart("kube-scheduler")
+        cluster.apply(statefulset("after", replicas=1), "-n", "default")
+        wait_for("the pod made after the restarts Ready", lambda: ready_pods(cluster, "default", "after"))
+        with pytest.raises(localcluster.ClusterError, match="not started"):
+            cluster.restart("etcd-backup")

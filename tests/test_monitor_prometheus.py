@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -223,8 +224,20 @@ def test_every_alert_expression_evaluates_and_healthy_alerts_stay_silent(prom: P
     for a in alert_defs.alerts(dm, cluster()):
         prom.query(a.expr)
     eventually(lambda: prom.query("ALERTS") is not None, 10)
-    active = {r["metric"]["alertname"] for r in prom.query("ALERTS")}
-    assert active <= {"DorisDecommissionStuck"}, active
+
+    def healthy() -> set[str] | None:
+        active = {r["metric"]["alertname"] for r in prom.query("ALERTS")}
+        return None if active <= {"DorisDecommissionStuck"} else active
+
+    # a scrape delayed on a loaded machine can make a rate 0 for one evaluation (a pending alert that
+    # clears at the next); an alert that stays active fails
+    last: set[str] | None = None
+    for _ in range(20):
+        last = healthy()
+        if last is None:
+            break
+        time.sleep(1)
+    assert last is None, last
 
 
 def test_the_data_follows_the_simulated_state(prom: Prom, targets: dict[str, Any]) -> None:

@@ -84,10 +84,71 @@ def validate_autoscaler(req: Request) -> Verdict:
     return verdict
 
 
+async def rival_problems(scaler: dca.DorisClusterAutoscaler, client: Any) -> list[Problem]:
+    """Another DorisClusterAutoscaler of the same component of the same cluster, or, for CN, the
+    cluster's ``cnSpec.autoScalingPolicy``: either would fight this one over the replicas."""
+    from lightkube import ApiError
+
+    from ..k8s import DorisClusterAutoscalerResource, DorisClusterResource
+
+    problems: list[Problem] = []
+    mine = {c for c in dca.SCALED_COMPONENTS if scaler.spec.component(c) is not None}
+    async for other in client.list(DorisClusterAutoscalerResource, namespace=scaler.namespace):
+        body = other.to_dict() if hasattr(other, "to_dict") else dict(other)
+        spec = body.get("spec") or {}
+        if body["metadata"]["name"] == scaler.name or spec.get("cluster") != scaler.spec.cluster:
+            continue
+        for comp in sorted(mine & {c for c in dca.SCALED_COMPONENTS if spec.get(c)}):
+            problems.append(
+                Problem(
+                    f"spec.{comp}",
+                    f"DorisClusterAutoscaler {body['metadata']['name']} already scales {comp} of "
+                    f"DorisCluster {scaler.spec.cluster}: one autoscaler per component",
+                )
+            )
+    if "cn" in mine:
+        try:
+            cluster = await client.get(DorisClusterResource, scaler.spec.cluster, namespace=scaler.namespace)
+        except ApiError as err:
+            if err.status.code != 404:
+                raise
+        else:
+            body = cluster.to_dict() if hasattr(cluster, "to_dict") else dict(cluster)
+            if ((body.get("spec") or {}).get("cnSpec") or {}).get("autoScalingPolicy"):
+                problems.append(
+                    Problem(
+                        "spec.cn",
+                        f"DorisCluster {scaler.spec.cluster} sets cnSpec.autoScalingPolicy: its "
+                        "HorizontalPodAutoscaler scales the CNs; remove one of the two",
+                    )
+                )
+    return problems
+
+
+async def validate_autoscaler_live(req: Request, client: Any, timeout: float = 5.0) -> Verdict:
+    """:func:`validate_autoscaler`, then the rivals read from the apiserver.  An apiserver that can't be
+    read never refuses: the warning says what was not checked (the controller then scales neither
+    of two autoscalers of one component)."""
+    import asyncio
+
+    verdict = validate_autoscaler(req)
+    if not verdict.allowed or req.operation not in ("CREATE", "UPDATE"):
+        return verdict
+    scaler = parse_autoscaler(req.object or {})
+    if req.namespace and not scaler.metadata.namespace:
+        scaler.metadata.namespace = req.namespace
+    try:
+        verdict.problems.extend(await asyncio.wait_for(rival_problems(scaler, client), timeout * 0.8))
+    except Exception as err:  # RBAC, a slow or unreachable apiserver
+        verdict.warnings.append(f"other autoscalers of DorisCluster {scaler.spec.cluster} not checked: {err}")
+    return verdict
+
+
 DORIS_CLUSTER_AUTOSCALER = AdmissionKind(
     group=dc.GROUP,
     version=dc.VERSION,
     kind=dca.KIND,
     plural=dca.PLURAL,
     validate=validate_autoscaler,
+    validate_live=validate_autoscaler_live,
 )
