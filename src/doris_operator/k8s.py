@@ -189,16 +189,19 @@ class Kube:
         self.fence.check(verb, kind)
         _count(verb, kind)
 
-    async def get(self, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
-        """The live object, or None when it doesn't exist (a read past the label-selected caches)."""
-        _count("get", kind)
+    async def _fetch(self, resource: Any, name: str, namespace: str, counted: str) -> Any | None:
+        """GET one object (counted as ``counted``), or None when it doesn't exist."""
+        _count("get", counted)
         try:
-            obj = await self.client.get(KINDS[kind], name, namespace=namespace)
+            return await self.client.get(resource, name, namespace=namespace)
         except ApiError as err:
             if err.status.code == 404:
                 return None
             raise
-        return obj.to_dict()  # type: ignore[no-any-return]
+
+    async def get(self, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
+        """The live object, or None when it doesn't exist (a read past the label-selected caches)."""
+        return await self.get_object(kind, name, namespace)
 
     async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply; returns the object as stored."""
@@ -263,26 +266,18 @@ class Kube:
         return True
 
     async def config_map(self, name: str, namespace: str) -> dict[str, str] | None:
-        _count("get", "ConfigMap")
-        try:
-            cm = await self.client.get(ConfigMap, name, namespace=namespace)
-        except ApiError as err:
-            if err.status.code == 404:
-                return None
-            raise
-        return dict(cm.data or {})
+        cm = await self._fetch(ConfigMap, name, namespace, "ConfigMap")
+        return None if cm is None else dict(cm.data or {})
 
     async def get_object(self, kind: str | Any, name: str, namespace: str) -> dict[str, Any] | None:
         """One object by name (GET, a live read), or None when it doesn't exist: ``kind`` is a name in
         :data:`KINDS` or a lightkube resource (a custom resource)."""
         resource = KINDS[kind] if isinstance(kind, str) else kind
-        _count("get", kind if isinstance(kind, str) else resource.__name__)
-        try:
-            obj = await self.client.get(resource, name, namespace=namespace)
-        except ApiError as err:
-            if err.status.code == 404:
-                return None
-            raise
+        obj = await self._fetch(
+            resource, name, namespace, kind if isinstance(kind, str) else resource.__name__
+        )
+        if obj is None:
+            return None
         out: dict[str, Any] = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
         if isinstance(kind, str):
             out.setdefault("kind", kind)
@@ -290,14 +285,7 @@ class Kube:
         return out
 
     async def secret_exists(self, name: str, namespace: str) -> bool:
-        _count("get", "Secret")
-        try:
-            await self.client.get(Secret, name, namespace=namespace)
-        except ApiError as err:
-            if err.status.code == 404:
-                return False
-            raise
-        return True
+        return await self._fetch(Secret, name, namespace, "Secret") is not None
 
     async def patch_status(
         self,
@@ -369,24 +357,14 @@ class Kube:
 
     async def secret_data(self, name: str, namespace: str) -> dict[str, str] | None:
         """A Secret's data (base64), or None when it doesn't exist.  Never logged."""
-        _count("get", "Secret")
-        try:
-            secret = await self.client.get(Secret, name, namespace=namespace)
-        except ApiError as err:
-            if err.status.code == 404:
-                return None
-            raise
-        return dict(secret.data or {})
+        secret = await self._fetch(Secret, name, namespace, "Secret")
+        return None if secret is None else dict(secret.data or {})
 
     async def secret(self, name: str, namespace: str) -> dict[str, Any] | None:
         """A Secret's resourceVersion and data (base64), or None when it doesn't exist.  Never logged."""
-        _count("get", "Secret")
-        try:
-            secret = await self.client.get(Secret, name, namespace=namespace)
-        except ApiError as err:
-            if err.status.code == 404:
-                return None
-            raise
+        secret = await self._fetch(Secret, name, namespace, "Secret")
+        if secret is None:
+            return None
         meta = secret.metadata
         return {
             "metadata": {"resourceVersion": meta.resourceVersion if meta else None},

@@ -6,7 +6,7 @@ Fields marked *(extension)* are ours.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
@@ -616,14 +616,12 @@ class ObjectMeta(Model):
     generation: int | None = None
 
 
-class DorisCluster(Model):
-    api_version: Literal["doris.selectdb.com/v1"] = "doris.selectdb.com/v1"
-    kind: Literal["DorisCluster"] = "DorisCluster"
-    metadata: ObjectMeta
-    spec: DorisClusterSpec
-    status: DorisClusterStatus | None = None
+class Named:
+    """``name`` and ``namespace`` of one of the operator's namespaced resources (a mixin of the models
+    that have a ``metadata: ObjectMeta`` field)."""
 
-    crd_plural: ClassVar[str] = PLURAL
+    if TYPE_CHECKING:
+        metadata: ObjectMeta
 
     @property
     def name(self) -> str:
@@ -632,6 +630,16 @@ class DorisCluster(Model):
     @property
     def namespace(self) -> str:
         return self.metadata.namespace or "default"
+
+
+class DorisCluster(Named, Model):
+    api_version: Literal["doris.selectdb.com/v1"] = "doris.selectdb.com/v1"
+    kind: Literal["DorisCluster"] = "DorisCluster"
+    metadata: ObjectMeta
+    spec: DorisClusterSpec
+    status: DorisClusterStatus | None = None
+
+    crd_plural: ClassVar[str] = PLURAL
 
     def components(self) -> list[tuple[Component, BaseSpec]]:
         """The configured components, in start-up order."""

@@ -15,7 +15,7 @@ from typing import ClassVar, Literal
 from pydantic import ConfigDict, Field
 
 from .base import Model, Quantity
-from .doriscluster import GROUP, VERSION, Condition, ObjectMeta, StatusModel, cel, rule
+from .doriscluster import GROUP, VERSION, Condition, Named, ObjectMeta, StatusModel, cel, rule
 
 KIND = "DorisClusterAutoscaler"
 PLURAL = "dorisclusterautoscalers"
@@ -195,7 +195,7 @@ class DorisClusterAutoscalerStatus(StatusModel):
     cn: ComponentAutoscalerStatus | None = None
 
 
-class DorisClusterAutoscaler(Model):
+class DorisClusterAutoscaler(Named, Model):
     api_version: Literal["doris.selectdb.com/v1"] = "doris.selectdb.com/v1"
     kind: Literal["DorisClusterAutoscaler"] = "DorisClusterAutoscaler"
     metadata: ObjectMeta
@@ -203,11 +203,3 @@ class DorisClusterAutoscaler(Model):
     status: DorisClusterAutoscalerStatus | None = None
 
     crd_plural: ClassVar[str] = PLURAL
-
-    @property
-    def name(self) -> str:
-        return self.metadata.name
-
-    @property
-    def namespace(self) -> str:
-        return self.metadata.namespace or "default"

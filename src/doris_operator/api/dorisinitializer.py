@@ -13,7 +13,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import ConfigDict, Field
 
 from .base import Model
-from .doriscluster import GROUP, VERSION, Condition, ObjectMeta, StatusModel, cel, rule
+from .doriscluster import GROUP, VERSION, Condition, Named, ObjectMeta, StatusModel, cel, rule
 
 KIND = "DorisInitializer"
 PLURAL = "dorisinitializers"
@@ -213,7 +213,7 @@ class DorisInitializerStatus(StatusModel):
     """`applied/total` steps, for kubectl get."""
 
 
-class DorisInitializer(Model):
+class DorisInitializer(Named, Model):
     api_version: Literal["doris.selectdb.com/v1"] = "doris.selectdb.com/v1"
     kind: Literal["DorisInitializer"] = "DorisInitializer"
     metadata: ObjectMeta
@@ -221,14 +221,6 @@ class DorisInitializer(Model):
     status: DorisInitializerStatus | None = None
 
     crd_plural: ClassVar[str] = PLURAL
-
-    @property
-    def name(self) -> str:
-        return self.metadata.name
-
-    @property
-    def namespace(self) -> str:
-        return self.metadata.namespace or "default"
 
 
 def privilege_ok(privilege: str) -> bool:

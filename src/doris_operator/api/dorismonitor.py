@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import ConfigDict, Field
 
 from .base import Model, Quantity, StringMap
-from .doriscluster import GROUP, VERSION, ObjectMeta, ServiceType, cel, rule
+from .doriscluster import GROUP, VERSION, Named, ObjectMeta, ServiceType, cel, rule
 from .k8s import VolumeResourceRequirements
 
 KIND = "DorisMonitor"
@@ -177,7 +177,7 @@ class DorisMonitorStatus(Model):
     grafana_url: str | None = Field(default=None, alias="grafanaURL")
 
 
-class DorisMonitor(Model):
+class DorisMonitor(Named, Model):
     api_version: Literal["doris.selectdb.com/v1"] = "doris.selectdb.com/v1"
     kind: Literal["DorisMonitor"] = "DorisMonitor"
     metadata: ObjectMeta
@@ -185,14 +185,6 @@ class DorisMonitor(Model):
     status: DorisMonitorStatus | None = None
 
     crd_plural: ClassVar[str] = PLURAL
-
-    @property
-    def name(self) -> str:
-        return self.metadata.name
-
-    @property
-    def namespace(self) -> str:
-        return self.metadata.namespace or "default"
 
     @property
     def operator_mode(self) -> PrometheusOperatorMode:
