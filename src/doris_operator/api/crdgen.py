@@ -97,48 +97,15 @@ def doriscluster_crd() -> dict[str, Any]:
                 "jsonPath": f".status.{comp}Status.componentCondition.phase",
             }
         )
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {
-            "name": f"{dc.PLURAL}.{dc.GROUP}",
-            "labels": {"app.kubernetes.io/part-of": "doris-operator"},
-        },
-        "spec": {
-            "group": dc.GROUP,
-            "names": {
-                "kind": dc.KIND,
-                "listKind": f"{dc.KIND}List",
-                "plural": dc.PLURAL,
-                "singular": dc.KIND.lower(),
-                "shortNames": ["dcr"],
-                "categories": ["doris"],
-            },
-            "scope": "Namespaced",
-            "versions": [
-                {
-                    "name": dc.VERSION,
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": columns,
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "description": "An Apache Doris cluster: FE, BE, CN and Broker.",
-                            "type": "object",
-                            "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
-                                "spec": spec_schema,
-                                "status": status_schema,
-                            },
-                        }
-                    },
-                }
-            ],
-        },
-    }
+    return namespaced_crd(
+        dc.KIND,
+        dc.PLURAL,
+        ["dcr"],
+        "An Apache Doris cluster: FE, BE, CN and Broker.",
+        spec_schema,
+        status_schema,
+        columns,
+    )
 
 
 def namespaced_crd(
