@@ -281,7 +281,8 @@ class Kube:
         out: dict[str, Any] = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
         if isinstance(kind, str):
             out.setdefault("kind", kind)
-            out.setdefault("apiVersion", "v1" if kind in ("Secret", "Service", "Pod") else "")
+            api = resource._api_info.resource
+            out.setdefault("apiVersion", f"{api.group}/{api.version}" if api.group else api.version)
         return out
 
     async def secret_exists(self, name: str, namespace: str) -> bool:
