@@ -49,6 +49,9 @@ def parse_duration(text: str) -> float:
     return sum(float(n) * _UNIT[u] for n, u in parts)
 
 
+_ONE_SECOND = dt.timedelta(seconds=1)
+
+
 def _time(text: str | None) -> dt.datetime | None:
     if not text:
         return None
@@ -240,7 +243,9 @@ def lost_nodes(snap: Snapshot) -> dict[str, dt.datetime]:
         if view is None:
             out[node] = snap.lost_nodes.get(node, snap.now)
         elif not view.ready:
-            out[node] = view.since or snap.now
+            # API times are whole seconds, truncated: counting from the next second never fails a
+            # pod over before the period has passed
+            out[node] = view.since + _ONE_SECOND if view.since else snap.now
     return out
 
 
