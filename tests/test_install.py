@@ -149,16 +149,19 @@ def test_clean_install_reconciles_to_ready(
         if webhook:
             eventually(op.ready, 60, what="operator ready with its webhook listening")
             bad = _doc(driver)
-            bad["spec"]["beSpec"]["service"] = {
+            bad["spec"]["beSpec"]["service"] = {  # the same targetPort pinned twice: refused
                 "type": "NodePort",
-                "servicePorts": [{"nodePort": 31005, "targetPort": 9999}],
+                "servicePorts": [
+                    {"nodePort": 31005, "targetPort": 8040},
+                    {"nodePort": 31006, "targetPort": 8040},
+                ],
             }
 
             def refused() -> bool:
                 result = kube_cluster.kubectl(
                     "apply", "-n", ns, "--dry-run=server", "-f", "-", input=yaml.safe_dump(bad), check=False
                 )
-                return result.returncode != 0 and "servicePorts[0].targetPort" in result.stderr
+                return result.returncode != 0 and "servicePorts[1].targetPort" in result.stderr
 
             eventually(refused, 30, what="the installed webhook refusing a bad DorisCluster")
         kubectl.apply(_doc(driver), ns)
