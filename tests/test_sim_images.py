@@ -198,7 +198,7 @@ def test_scaling_backends_registers_new_ones_and_scale_down_keeps_undropped_ones
             return backends
 
         # New BEs start empty; the balancer moves replicas onto them (300 over 5: about 60 each).
-        added = eventually(balanced, 30, 0.2, what="the new BEs filled by the balancer")
+        added = eventually(balanced, 120, 0.2, what="the new BEs filled by the balancer")
         assert sum(be.tablet_num for be in added.values()) == 300
         client.decommission_backends([(drained, 9050)])  # what the operator does before a scale-down
         eventually(lambda: drained not in by_host(client.show_backends()), 20, 0.2, what="be-4 drained")
