@@ -211,3 +211,20 @@ async def test_a_malformed_fe_address_is_degraded_and_the_rest_goes_on() -> None
     degraded = next(c for c in kube.status["conditions"] if c["type"] == "Degraded")
     assert degraded["reason"] == "ReconcileError" and "finding the FE" in degraded["message"]
     assert any(t == "Warning" and r == "ReconcileError" for t, r, _ in kube.events)
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "gone"),
+    [
+        (403, "unable to create new content in namespace ns-1 because it is being terminated", True),
+        (404, 'namespaces "ns-1" not found', True),
+        (403, 'events is forbidden: User "system:serviceaccount:x:y" cannot create resource "events"', False),
+        (404, 'dorisclusters.doris.selectdb.com "a" not found', False),
+    ],
+)
+def test_a_namespace_being_deleted_is_told_apart_from_an_rbac_refusal(
+    code: int, message: str, gone: bool
+) -> None:
+    from doris_operator.k8s import namespace_gone
+
+    assert namespace_gone(ApiError(status=_status(code, message))) is gone

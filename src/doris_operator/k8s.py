@@ -399,4 +399,16 @@ class Kube:
         try:
             await self.client.create(body)
         except ApiError as err:
+            if namespace_gone(err):  # the namespace is being deleted with everything in it
+                log.debug("no event %s/%s: %s", reason, meta["name"], err.status.message)
+                return
             log.warning("could not record event %s/%s: %s", reason, meta["name"], err.status.message)
+
+
+def namespace_gone(err: ApiError) -> bool:
+    """True for the apiserver's answers about a namespace that is being deleted or is gone: a write
+    there can't succeed, and the objects in it are going too (not an RBAC refusal)."""
+    message = (err.status.message or "") if err.status else ""
+    if err.status.code == 403:
+        return "because it is being terminated" in message
+    return err.status.code == 404 and message.startswith("namespaces ")

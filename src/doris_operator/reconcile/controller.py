@@ -9,7 +9,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from ..k8s import Kube, NotLeading
+from lightkube import ApiError
+
+from ..k8s import Kube, NotLeading, namespace_gone
 from ..metrics import CLUSTERS, QUEUE_DEPTH, RECONCILE_ERRORS, RECONCILE_SECONDS, RECONCILES, export_draining
 from .act import AppliedMemory, EventRecorder
 from .faults import any_value
@@ -109,15 +111,16 @@ class Controller:
             RECONCILES.labels(result="error").inc()
             RECONCILE_ERRORS.labels(reason="NotLeading").inc()
             return
+        except ApiError as err:
+            deleted = err.status.code == 404 and not self.indexes["dc_clusters"].get(key)
+            if not (deleted or namespace_gone(err)):
+                await self._failed(key, bodies[0], err)
+                return
+            log.info("%s/%s was deleted during its reconcile: %s", *key, err.status.message)
+            self.forget(key)
+            return
         except Exception as err:  # one cluster's failure must not stop the others
-            failures = self._failures.get(key, 0)
-            self._failures[key] = failures + 1
-            delay = ERROR_BACKOFF[min(failures, len(ERROR_BACKOFF) - 1)]
-            log.warning("reconcile of %s/%s failed (retry in %ss): %s", *key, delay, err, exc_info=err)
-            RECONCILES.labels(result="error").inc()
-            RECONCILE_ERRORS.labels(reason=type(err).__name__).inc()
-            self.queue.add_after(key, delay)
-            await self._report(bodies[0], err)
+            await self._failed(key, bodies[0], err)
             return
         finally:
             RECONCILE_SECONDS.observe(time.monotonic() - started)
@@ -128,6 +131,17 @@ class Controller:
             self._export_phases()
         if result.requeue_after is not None:
             self.queue.add_after(key, result.requeue_after)
+
+    async def _failed(self, key: ClusterKey, body: Any, err: Exception) -> None:
+        """One cluster's failed reconcile: retried with backoff, and reported as an Event."""
+        failures = self._failures.get(key, 0)
+        self._failures[key] = failures + 1
+        delay = ERROR_BACKOFF[min(failures, len(ERROR_BACKOFF) - 1)]
+        log.warning("reconcile of %s/%s failed (retry in %ss): %s", *key, delay, err, exc_info=err)
+        RECONCILES.labels(result="error").inc()
+        RECONCILE_ERRORS.labels(reason=type(err).__name__).inc()
+        self.queue.add_after(key, delay)
+        await self._report(body, err)
 
     async def _report(self, body: Any, err: Exception) -> None:
         """A reconcile that failed as a whole (the status could not be written, say): a Warning Event,
