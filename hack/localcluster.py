@@ -714,6 +714,7 @@ class LocalCluster:
         start_timeout: float = 180.0,
         stop_timeout: float = 15.0,
         verbosity: int = 0,
+        controller_manager_args: Sequence[str] = (),
     ) -> None:
         if not 1 <= nodes <= 20:
             raise ValueError("nodes must be between 1 and 20")
@@ -725,6 +726,7 @@ class LocalCluster:
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         self.verbosity = verbosity
+        self.controller_manager_args = list(controller_manager_args)  # extra flags, after ours
         self.bin_dir: Path | None = None
         self.server = ""
         self.kubeconfig = self.state_dir / "kubeconfig"
@@ -1052,6 +1054,7 @@ class LocalCluster:
             "--concurrent-gc-syncs=20",
             "--profiling=false",
             f"--v={self.verbosity}",
+            *self.controller_manager_args,
         ]
 
     def _write_scheduler_config(self) -> None:
