@@ -19,7 +19,6 @@ safe (a failed membership step never lets a StatefulSet shrink)."""
 from __future__ import annotations
 
 import asyncio
-import copy
 import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -33,7 +32,7 @@ from ..builders.config import resolve as resolve_config
 from ..doris.client import Credentials, DorisClient
 from ..k8s import Fence, Kube, NotLeading
 from ..metrics import export_draining
-from .act import AppliedMemory, EventRecorder, Executor, WriteStatus, digest
+from .act import AppliedMemory, EventRecorder, Executor, WriteStatus, digest, top_copy
 from .faults import FaultResult, reconcile_faults
 from .intent import Annotate, annotator
 from .members import FeAccess
@@ -284,7 +283,7 @@ async def _membership(
 ) -> dict[str, int]:
     """The safe replicas per StatefulSet, from the membership step run on a copy of the desired
     objects.  If it fails, no StatefulSet shrinks below what it runs."""
-    desired = copy.deepcopy(snap.desired)
+    desired = [top_copy(o) if o["kind"] == "StatefulSet" else o for o in snap.desired]  # it sets replicas
     try:
         await reconcile_membership(
             snap.dc, desired, snap.children, snap.pods, snap.old_status, session, findings, record, annotate

@@ -12,12 +12,11 @@ Who owns what:
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 
 from ..builders import names
 from ..k8s import owner_uids
-from .act import Action, Apply, Delete, Emit, TakeOwnership, digest
+from .act import Action, Apply, Delete, Emit, TakeOwnership, digest, top_copy
 from .cn_hpa import hpa_owns_cn
 from .observed import ADOPTED_TEMPLATE, Obj
 from .snapshot import Key, Snapshot, component_of, referenced_secrets
@@ -67,7 +66,7 @@ def keep_claim_templates(obj: Obj, observed: Obj) -> tuple[Obj, list[str]]:
             for key in ("resources", "storageClassName")
         )
     ]
-    obj = copy.deepcopy(obj)
+    obj = top_copy(obj)
     if stored:
         obj["spec"]["volumeClaimTemplates"] = stored
     else:
@@ -78,7 +77,7 @@ def keep_claim_templates(obj: Obj, observed: Obj) -> tuple[Obj, list[str]]:
 def pinned(obj: Obj, template_digest: str) -> Obj:
     """The StatefulSet without its pod template (the pods' one stays, owned by its former manager)
     and marked with the digest of the template this operator would apply."""
-    out = copy.deepcopy(obj)
+    out = top_copy(obj)
     out["spec"].pop("template", None)
     out["metadata"].setdefault("annotations", {})[ADOPTED_TEMPLATE] = template_digest
     return out
@@ -104,7 +103,7 @@ def plan_children(snap: Snapshot, replicas: dict[str, int]) -> Plan:
                     "waiting for an FE to answer before creating it",
                 )
                 continue
-            want = copy.deepcopy(obj)
+            want = top_copy(obj)
             if obj["kind"] == "StatefulSet" and "replicas" in want["spec"]:  # absent: an HPA sets them
                 want["spec"]["replicas"] = replicas.get(key[1], want["spec"]["replicas"])
             plan.actions.append(Apply(want, None, comp))
@@ -185,10 +184,10 @@ def _existing(snap: Snapshot, obj: Obj, live: Obj, comp: str, replicas: dict[str
         return
     if adopting:
         plan.actions.append(TakeOwnership(kind, name, ns, uid, (), comp))
-        plan.actions.append(Apply(copy.deepcopy(want), live, comp))
+        plan.actions.append(Apply(want, live, comp))
         plan.actions.append(Emit("Normal", "Adopted", f"took over {kind} {name}", False, (kind, name)))
         return
-    plan.actions.append(Apply(copy.deepcopy(want), live, comp))
+    plan.actions.append(Apply(want, live, comp))
 
 
 def _prune(snap: Snapshot, plan: Plan) -> None:
