@@ -44,10 +44,22 @@ class RolloutMemory:
     disabled: dict[str, tuple[str, int]] = field(default_factory=dict)
 
 
-def _up(pod: Obj) -> bool:
-    """The pod's containers are ready.  Not its Ready condition: the readiness gate member-alive keeps a
-    query-disabled BE NotReady, and the rollout is what turns its queries back on."""
+def _containers_up(pod: Obj) -> bool:
     return bool(pod.get("containersReady", pod["ready"]))
+
+
+def _up(pod: Obj, update: str | None) -> bool:
+    """An outdated pod is up while its containers are ready: the readiness gate member-alive keeps a
+    query-disabled BE NotReady, and it is the rollout that turns its queries back on (or replaces it).
+    A pod on the new revision (just replaced, or new) is up only once it is Ready, gate included: until
+    the gate opens, the Services route nothing to it, and taking the next pod then would leave two
+    out of service at once (seen by the chaos benchmark: queries re-enabled and the next BE deleted in
+    one pass, before the gate of the first had turned True)."""
+    if not _containers_up(pod):
+        return False
+    if pod["revision"] != update or not pod.get("gated"):
+        return True
+    return bool(pod["ready"]) and pod.get("memberAlive") == "True"
 
 
 def _ordinal(pod: Obj) -> int:
@@ -163,7 +175,7 @@ async def reconcile_rollout(
                     PodState(
                         name=p["metadata"]["name"],
                         ordinal=_ordinal(p),
-                        ready=_up(p),
+                        ready=_up(p, update),
                         outdated=p["revision"] != update,
                         alive=node_of.get(_ordinal(p), (True, None, False))[0] if comp != "broker" else True,
                         node=node_of.get(_ordinal(p), (None, None, False))[1],
@@ -274,7 +286,7 @@ async def _enable_queries(
 ) -> None:
     """A BE the operator disabled takes queries again once its pod is ready and its BE alive in the
     master's view; then the pod's mark goes."""
-    ready = {p["metadata"]["name"] for p in pods if _up(p)}
+    ready = {p["metadata"]["name"] for p in pods if _containers_up(p)}  # its gate waits on this
     for name in sorted({*marked, *memory.disabled}):
         if name not in ready or name in memory.deleting:
             continue
