@@ -132,6 +132,21 @@ def _ready(pod: Pod) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
 
 
+def _why_down(pod: Pod | None) -> str:
+    """For the report: missing, terminating, or which condition is not True."""
+    if pod is None:
+        return "missing"
+    if pod.metadata is not None and pod.metadata.deletionTimestamp is not None:
+        return "terminating"
+    conditions = (pod.status.conditions if pod.status else None) or []
+    off = [
+        f"{c.type}={c.status}" + (f" ({c.reason})" if c.reason else "")
+        for c in conditions
+        if c.status != "True"
+    ]
+    return ", ".join(off) or "no conditions"
+
+
 def _ordinal(name: str) -> int:
     return int(name.rsplit("-", 1)[1])
 
@@ -273,7 +288,8 @@ class Watcher:
                 down = [p for p in down if p not in mine or not _ready(mine[p])]
                 self.most_down[comp] = max(self.most_down[comp], len(down))
                 if len(down) > 1:
-                    self._violate("two_down", f"{comp}: {', '.join(sorted(down))} down at once")
+                    why = "; ".join(f"{p}: {_why_down(mine.get(p))}" for p in sorted(down))
+                    self._violate("two_down", f"{comp}: {', '.join(sorted(down))} down at once ({why})")
 
         # 3. FE quorum
         followers = [f for f in frontends if str(f["Role"]) == "FOLLOWER"]
