@@ -47,7 +47,7 @@ OPERATOR_RULES = {
     ("", "pods/status"): {"patch"},
     ("", "persistentvolumeclaims"): {"get", "delete"},
     ("", "configmaps"): {"get", "list", "create", "patch", "delete"},
-    ("", "events"): {"create"},
+    ("", "events"): {"create", "patch"},
     # DorisMonitor
     ("doris.selectdb.com", "dorismonitors"): {"list", "watch"},
     ("doris.selectdb.com", "dorismonitors/status"): {"patch"},

@@ -91,3 +91,44 @@ def test_a_closed_fence_sends_nothing(kube_cluster: Any, kubectl: Kubectl) -> No
     with pytest.raises(NotLeading):
         _run(kube_cluster, write, fence)
     assert kubectl("get", "svc", "svc", "-n", ns, "--ignore-not-found").strip() == ""
+
+
+def test_a_repeated_event_counts_on_the_one_written_before(kube_cluster: Any, kubectl: Kubectl) -> None:
+    """Like client-go's EventCorrelator: the same Event again patches count and lastTimestamp; another
+    message is another Event; an Event gone meanwhile (expired) is created anew."""
+    ns = kubectl.new_namespace()
+    owner = {
+        "apiVersion": "doris.selectdb.com/v1",
+        "kind": "DorisCluster",
+        "metadata": {"name": "dc", "namespace": ns, "uid": "dc-uid"},
+    }
+
+    def events() -> list[dict[str, Any]]:
+        return sorted(kubectl.items("events", ns), key=lambda e: e["message"])
+
+    async def repeat(kube: Kube) -> None:
+        for _ in range(3):
+            await kube.event(owner, "Warning", "FEUnreachable", "can't ask the FE")
+        await kube.event(owner, "Normal", "Created", "created StatefulSet dc-fe")
+        assert sorted((e["reason"], e["count"]) for e in events()) == [("Created", 1), ("FEUnreachable", 3)]
+        (first,) = [e for e in events() if e["reason"] == "FEUnreachable"]
+        kubectl("delete", "event", first["metadata"]["name"], "-n", ns)
+        await kube.event(owner, "Warning", "FEUnreachable", "can't ask the FE")
+
+    _run(kube_cluster, repeat)
+    got = sorted((e["reason"], e["count"]) for e in events())
+    assert got == [("Created", 1), ("FEUnreachable", 1)], got
+    assert all(e["involvedObject"]["uid"] == "dc-uid" for e in events())
+
+
+def test_repeats_are_aggregated_into_one_event(kube_cluster: Any, kubectl: Kubectl) -> None:
+    ns = kubectl.new_namespace()
+    owner = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm", "namespace": ns, "uid": "u"}}
+
+    async def repeat(kube: Kube) -> None:
+        for _ in range(4):
+            await kube.event(owner, "Warning", "Flapping", "the same again")
+
+    _run(kube_cluster, repeat)
+    (event,) = kubectl.items("events", ns)
+    assert event["count"] == 4 and event["lastTimestamp"] >= event["firstTimestamp"]

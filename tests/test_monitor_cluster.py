@@ -229,7 +229,8 @@ async def _mode_switches(k: Kubectl, kube: Kube) -> None:
 
     events = k.json("events", "-n", ns, "--field-selector", "involvedObject.kind=DorisMonitor")["items"]
     reasons = {(e["reason"], e["message"]) for e in events}
-    assert ("Created", "created PodMonitor mon-fe") in reasons
+    created = [m for r, m in reasons if r == "Created"]
+    assert any(m.startswith("created ") and "PodMonitor mon-fe" in m for m in created), created
     assert ("Deleted", "deleted StatefulSet mon-prometheus: no longer wanted") in reasons
     assert not any(password in e["message"] for e in events)
 

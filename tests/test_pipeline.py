@@ -228,3 +228,24 @@ def test_a_namespace_being_deleted_is_told_apart_from_an_rbac_refusal(
     from doris_operator.k8s import namespace_gone
 
     assert namespace_gone(ApiError(status=_status(code, message))) is gone
+
+
+async def test_the_result_says_what_is_awaited(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new cluster waits on its pods (watched: only a long fallback requeue); a drain in progress
+    is polled soon (reconcile/waits.py decides the figures)."""
+    from doris_operator.reconcile import waits
+
+    kube = FakeKube()
+    ctx = context(kube)
+    result = await pipeline.reconcile(body(), [], [fe_pod()], ctx)
+    assert result.wait is not None and result.wait.on == "kubernetes", result.wait
+    assert result.requeue_after == waits.KUBERNETES_FALLBACK
+
+    async def draining(*args: Any) -> None:
+        args[6].draining["be"] = {f"{NAME}-be-4": 60}
+
+    monkeypatch.setattr(pipeline, "reconcile_membership", draining)
+    result = await pipeline.reconcile(body(), [be_statefulset(5)], [fe_pod()], ctx)
+    assert result.wait is not None and result.wait.on == "drain", result.wait
+    assert result.requeue_after == waits.DRAIN_POLL_MIN
+    assert (("ns", NAME)) in ctx.waits

@@ -11,7 +11,9 @@ import datetime as dt
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from lightkube import ApiError, AsyncClient
@@ -178,12 +180,71 @@ def take_ownership(
     return out
 
 
+@dataclass
+class _Written:
+    name: str
+    count: int
+
+
+class EventLog:
+    """What :meth:`Kube.event` remembers of the Events it wrote, to aggregate them as client-go's
+    EventCorrelator does: an Event repeated (same involved object, type, reason and message) patches
+    the ``count`` and ``lastTimestamp`` of the one written before instead of creating another; and a
+    token bucket per involved object (``burst`` Events, then one per ``refill`` seconds) so a flapping
+    reason can't flood the apiserver: past it, Events are dropped (logged).  In memory, bounded (least
+    recently used first out); a restart forgets it, and the next Event is created anew."""
+
+    def __init__(
+        self,
+        burst: int = 25,
+        refill: float = 10.0,
+        size: int = 4096,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.burst, self.refill, self.size, self.clock = burst, refill, size, clock
+        self._written: OrderedDict[Hashable, _Written] = OrderedDict()
+        self._buckets: OrderedDict[Hashable, tuple[float, float]] = OrderedDict()
+        self.dropped = 0
+
+    def admit(self, involved: Hashable) -> bool:
+        """Take a token of ``involved``'s bucket; False when it is empty."""
+        now = self.clock()
+        tokens, at = self._buckets.pop(involved, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - at) / self.refill)
+        ok = tokens >= 1.0
+        self._buckets[involved] = (tokens - 1.0 if ok else tokens, now)
+        _trim(self._buckets, self.size)
+        if not ok:
+            self.dropped += 1
+        return ok
+
+    def written(self, key: Hashable) -> _Written | None:
+        entry = self._written.get(key)
+        if entry is not None:
+            self._written.move_to_end(key)
+        return entry
+
+    def remember(self, key: Hashable, name: str, count: int) -> None:
+        self._written[key] = _Written(name, count)
+        self._written.move_to_end(key)
+        _trim(self._written, self.size)
+
+    def forget(self, key: Hashable) -> None:
+        self._written.pop(key, None)
+
+
+def _trim(cache: OrderedDict[Hashable, Any], size: int) -> None:
+    while len(cache) > size:
+        cache.popitem(last=False)
+
+
 class Kube:
     """A thin, counted wrapper around lightkube's AsyncClient."""
 
     def __init__(self, client: AsyncClient, fence: Fence | None = None) -> None:
         self.client = client
         self.fence = fence or Fence()
+        self.events = EventLog()
 
     def _write(self, verb: str, kind: str) -> None:
         self.fence.check(verb, kind)
@@ -374,35 +435,75 @@ class Kube:
 
     async def event(self, involved: dict[str, Any], event_type: str, reason: str, message: str) -> None:
         """A core/v1 Event on the DorisCluster, or on ``involved``'s kind when it names one (best
-        effort: a failure is logged, never raised)."""
+        effort: a failure is logged, never raised).  A repeat of the last such Event is aggregated
+        into it, and each involved object's Events are rate-limited (:class:`EventLog`)."""
         now = dt.datetime.now(dt.UTC)
         meta = involved["metadata"]
-        body = Event(
-            metadata=ObjectMeta(generateName=f"{meta['name']}.", namespace=meta["namespace"]),
-            involvedObject=ObjectReference(
-                apiVersion=involved.get("apiVersion") or dc.API_VERSION,
-                kind=involved.get("kind") or dc.KIND,
-                name=meta["name"],
-                namespace=meta["namespace"],
-                uid=meta.get("uid"),
-            ),
-            type=event_type,
-            reason=reason,
-            message=message[:1024],
-            source=EventSource(component=FIELD_MANAGER),
-            firstTimestamp=now,
-            lastTimestamp=now,
-            count=1,
-            reportingComponent=FIELD_MANAGER,
-        )
-        self._write("create", "Event")
+        api_version = involved.get("apiVersion") or dc.API_VERSION
+        kind = involved.get("kind") or dc.KIND
+        message = message[:1024]
+        obj = (meta["namespace"], api_version, kind, meta["name"], meta.get("uid"))
+        key = (*obj, event_type, reason, message)
+        if not self.events.admit(obj):
+            log.info(
+                "event %s on %s %s/%s dropped: too many events on it",
+                reason,
+                kind,
+                meta["namespace"],
+                meta["name"],
+            )
+            return
+        prior = self.events.written(key)
         try:
-            await self.client.create(body)
+            if prior is not None and await self._repeat(prior, meta["namespace"], now):
+                self.events.remember(key, prior.name, prior.count + 1)
+                return
+            self.events.forget(key)
+            body = Event(
+                metadata=ObjectMeta(generateName=f"{meta['name']}.", namespace=meta["namespace"]),
+                involvedObject=ObjectReference(
+                    apiVersion=api_version,
+                    kind=kind,
+                    name=meta["name"],
+                    namespace=meta["namespace"],
+                    uid=meta.get("uid"),
+                ),
+                type=event_type,
+                reason=reason,
+                message=message,
+                source=EventSource(component=FIELD_MANAGER),
+                firstTimestamp=now,
+                lastTimestamp=now,
+                count=1,
+                reportingComponent=FIELD_MANAGER,
+            )
+            self._write("create", "Event")
+            created = await self.client.create(body)
+            name = created.metadata.name if created is not None and created.metadata else None
+            if name:
+                self.events.remember(key, name, 1)
         except ApiError as err:
             if namespace_gone(err):  # the namespace is being deleted with everything in it
                 log.debug("no event %s/%s: %s", reason, meta["name"], err.status.message)
                 return
             log.warning("could not record event %s/%s: %s", reason, meta["name"], err.status.message)
+
+    async def _repeat(self, prior: _Written, namespace: str, now: dt.datetime) -> bool:
+        """Count one more occurrence on the Event written before; False when it is gone (expired)."""
+        self._write("patch", "Event")
+        try:
+            await self.client.patch(
+                Event,
+                prior.name,
+                {"count": prior.count + 1, "lastTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ")},
+                namespace=namespace,
+                patch_type=PatchType.MERGE,
+            )
+        except ApiError as err:
+            if err.status.code == 404:
+                return False
+            raise
+        return True
 
 
 def namespace_gone(err: ApiError) -> bool:

@@ -78,6 +78,9 @@ class RolloutPlan:
     waiting: dict[str, tuple[str, str]] = field(default_factory=dict)
     refused: dict[str, tuple[str, str]] = field(default_factory=dict)
     reason: str = ""
+    polling: dict[str, str] = field(default_factory=dict)
+    """Components whose wait is on Doris-side state (a member alive again, tablets healthy again): no
+    Kubernetes event tells its end, so the caller polls."""
 
 
 def _label(state: ComponentState) -> str:
@@ -152,6 +155,7 @@ def plan_rollout(
                     "RollingUpdate",
                     f"{label}: waiting for {dead[0]} to be alive in Doris",
                 )
+                plan.polling[state.comp] = "MemberNotAlive"
                 return plan
         if state.comp == "be":
             if health is None:
@@ -165,6 +169,7 @@ def plan_rollout(
                     "WaitingForTablets",
                     f"{label}: waiting for the tablets to be healthy again ({health.describe()})",
                 )
+                plan.polling[state.comp] = "WaitingForTablets"
                 return plan
             if not state.persistent and health.replicas is not None and health.replicas < 2 * health.tablets:
                 plan.refused[state.comp] = (

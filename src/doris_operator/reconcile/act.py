@@ -2,7 +2,7 @@
 :data:`Action` values; :meth:`Executor.run` carries them out in order under one field manager:
 
 - :class:`Apply`: server-side apply (skipped when the object is unchanged since our last apply, see
-  :class:`AppliedMemory`); an ``Event`` "Created" when it made the object;
+  :class:`AppliedMemory`); one ``Event`` "Created" per run naming every object it made;
 - :class:`Delete`: delete with a uid precondition (a replacement is never deleted);
 - :class:`TakeOwnership`: move other managers' fields to ours before adopting an object;
 - :class:`WriteStatus`: the status subresource, when it changed (timestamps aside); its failure is
@@ -186,6 +186,20 @@ class Executor:
     """(kind, name) of the objects this run wrote with an apply."""
 
     async def run(self, actions: Iterable[Action]) -> None:
+        created: list[tuple[str, str]] = []
+        await self._run(actions, created)
+        if created:  # one Event for the run, not one per object
+            await self._created(created)
+
+    async def _created(self, created: list[tuple[str, str]]) -> None:
+        try:
+            await self.events.record(self.owner, "Normal", "Created", created_message(created), False)
+        except NotLeading:
+            raise
+        except Exception as err:
+            log.warning("could not record the Created event: %s", err)
+
+    async def _run(self, actions: Iterable[Action], created: list[tuple[str, str]]) -> None:
         for action in actions:
             if isinstance(action, WriteStatus):
                 await self._status(action)  # a failure has no status to show in: it is raised
@@ -194,7 +208,9 @@ class Executor:
             if subject is not None and subject in self.failed:
                 continue
             try:
-                await self._one(action)
+                made = await self._one(action)
+                if made is not None:
+                    created.append(made)
             except (NotLeading, KeyboardInterrupt):
                 raise
             except ApiError as err:
@@ -229,10 +245,11 @@ class Executor:
         except Exception as err:
             log.warning("could not record %s: %s", reason, err)
 
-    async def _one(self, action: Action) -> None:
+    async def _one(self, action: Action) -> tuple[str, str] | None:
+        """Carry out ``action``; the (kind, name) of the object it created, if it did."""
         if isinstance(action, Apply):
-            await self._apply(action)
-        elif isinstance(action, Delete):
+            return await self._apply(action)
+        if isinstance(action, Delete):
             log.info("deleting %s %s/%s", action.kind, action.namespace, action.name)
             deleted = await self.kube.delete(action.kind, action.name, action.namespace, action.uid)
             self.writes += 1
@@ -250,21 +267,20 @@ class Executor:
             await self._status(action)
         else:
             await self.events.record(self.owner, action.type, action.reason, action.message, action.dedupe)
+        return None
 
-    async def _apply(self, action: Apply) -> None:
+    async def _apply(self, action: Apply) -> tuple[str, str] | None:
         obj = top_copy(action.obj)
         hashed = digest(obj)
         obj["metadata"].setdefault("annotations", {})[APPLIED_HASH] = hashed
         if self.memory.unchanged(action.observed, hashed, obj):
-            return
+            return None
         stored = await self.kube.apply(obj)
         self.writes += 1
-        self.applied.add((obj["kind"], obj["metadata"]["name"]))
+        key = (obj["kind"], obj["metadata"]["name"])
+        self.applied.add(key)
         self.memory.remember(stored)
-        if action.observed is None:
-            await self.events.record(
-                self.owner, "Normal", "Created", f"created {obj['kind']} {obj['metadata']['name']}", False
-            )
+        return key if action.observed is None else None
 
     async def _status(self, action: WriteStatus) -> None:
         clean = {k: v for k, v in action.status.items() if v is not None}
@@ -275,6 +291,14 @@ class Executor:
         await self.kube.patch_status(key[1], key[0], clean, self.status_resource)
         self.written[key] = clean
         self.writes += 1
+
+
+def created_message(created: Iterable[tuple[str, str]]) -> str:
+    """``created StatefulSet a, b; Service c``: the objects of one run by kind, in the order made."""
+    by_kind: dict[str, list[str]] = {}
+    for kind, name in created:
+        by_kind.setdefault(kind, []).append(name)
+    return "created " + "; ".join(f"{kind} {', '.join(names)}" for kind, names in by_kind.items())
 
 
 def _subject(action: Action) -> tuple[str, str] | None:

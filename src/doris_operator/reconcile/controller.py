@@ -65,6 +65,7 @@ class Controller:
         self.ctx.events.forget(*key)
         self.ctx.written.pop(key, None)
         self.ctx.rollouts.pop(key, None)
+        self.ctx.waits.pop(key, None)
         export_draining(*key, {})
         self._export_phases()
 
@@ -130,6 +131,14 @@ class Controller:
             self._phases[key] = result.phase
             self._export_phases()
         if result.requeue_after is not None:
+            if result.wait is not None:
+                log.debug(
+                    "%s/%s waits on %s (%s): next look in %.1fs",
+                    *key,
+                    result.wait.on,
+                    result.wait.reason,
+                    result.requeue_after,
+                )
             self.queue.add_after(key, result.requeue_after)
 
     async def _failed(self, key: ClusterKey, body: Any, err: Exception) -> None:

@@ -243,6 +243,7 @@ async def _component(
                 await session.close()  # that FE is gone: the next call opens a new session
         if fe_plan.drop_observers:
             findings.waiting[comp] = ("DroppingObservers", f"dropped {len(fe_plan.drop_observers)} observers")
+            findings.polling[comp] = "DroppingObservers"
         return fe_plan.replicas
     backends = await session.call(lambda c: c.show_backends())
     plan = membership.plan_backends(want, current, refs, backends, members)

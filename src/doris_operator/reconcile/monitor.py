@@ -33,6 +33,7 @@ from ..api.dorismonitor import KIND, DorisMonitor
 from ..builders import monitor as mb
 from ..k8s import Kube
 from ..metrics import MONITORS, RECONCILE_SECONDS
+from .act import created_message
 from .observed import APPLIED_HASH
 from .pipeline import AppliedMemory, EventRecorder, digest
 from .queue import WorkQueue
@@ -306,6 +307,7 @@ async def act(
     assert ctx.events is not None
     failures: dict[str, str] = {}
     writes = 0
+    created: list[tuple[str, str]] = []
     for action in p.actions:
         try:
             if action.verb == "apply":
@@ -320,9 +322,7 @@ async def act(
                 ctx.memory.remember(stored)
                 writes += 1
                 if observed is None:
-                    await ctx.events.record(
-                        body, "Normal", "Created", f"created {action.kind} {action.name}", False
-                    )
+                    created.append((action.kind, action.name))
             elif action.verb == "create-secret":
                 # chosen once; never re-applied, so the password never changes under Grafana
                 await ctx.kube.apply(mb.generated_admin_secret(dm, secrets.token_urlsafe(24)))
@@ -340,6 +340,8 @@ async def act(
             message = f"{action.kind} {action.name}: {err.status.message}"
             failures.setdefault(action.part, message)
             await ctx.events.record(body, "Warning", "ApplyFailed", message)
+    if created:  # one Event for the run, not one per object
+        await ctx.events.record(body, "Normal", "Created", created_message(created), False)
     return failures, writes
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -42,6 +43,7 @@ from .plan import keep_claim_templates, plan_children, plan_status
 from .rollout import RolloutMemory, reconcile_rollout
 from .snapshot import Snapshot, index_children, live_pods, observe
 from .status import Findings
+from .waits import Wait, WaitMemory, decide
 
 __all__ = ["AppliedMemory", "Context", "EventRecorder", "Result", "digest", "reconcile"]
 _keep_claim_templates = keep_claim_templates  # the name the unit tests know
@@ -50,8 +52,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 PAUSE_ANNOTATION = "doris.apache.org/paused"
-NOT_CONVERGED_REQUEUE = 30.0
-FAILED_REQUEUE = 10.0
 
 
 @dataclass
@@ -67,6 +67,9 @@ class Context:
     a Warning Event."""
     nodes: Callable[[], Mapping[str, Obj]] | None = None
     """The watched nodes by name (failover); None: not watched, no failover."""
+    waits: dict[tuple[str, str], WaitMemory] = field(default_factory=dict)
+    """Per cluster, what paces the polls of a wait on Doris (:mod:`.waits`)."""
+    clock: Callable[[], float] = time.monotonic
 
 
 @dataclass
@@ -74,6 +77,8 @@ class Result:
     requeue_after: float | None = None
     phase: str | None = None
     writes: int = 0
+    wait: Wait | None = None
+    """What the reconcile waits for, whence ``requeue_after`` (None: converged)."""
 
 
 class FencedSession(FeSession):
@@ -381,10 +386,16 @@ async def _finish(
     await executor.run([WriteStatus(status, snap.old_status)])
     result.writes = executor.writes
     result.phase = status["phase"]
-    if not steps_ok or findings.degraded.get(""):
-        result.requeue_after = FAILED_REQUEUE if not steps_ok else NOT_CONVERGED_REQUEUE
-    elif status["phase"] != "Ready":
-        result.requeue_after = NOT_CONVERGED_REQUEUE
+    key = (snap.dc.namespace, snap.dc.name)
+    wait, memory = decide(
+        status["phase"], steps_ok, findings, snap.pods, ctx.waits.get(key, WaitMemory()), ctx.clock()
+    )
+    if memory == WaitMemory():
+        ctx.waits.pop(key, None)
+    else:
+        ctx.waits[key] = memory
+    result.wait = wait
+    result.requeue_after = wait.requeue_after if wait is not None else None
     if faults is not None and faults.requeue_after is not None:
         result.requeue_after = min(result.requeue_after or faults.requeue_after, faults.requeue_after)
 
@@ -394,3 +405,4 @@ def _merge(into: Findings, other: Findings) -> None:
         into.degraded.setdefault(comp, []).extend(problems)
     into.waiting.update({k: v for k, v in other.waiting.items() if k not in into.waiting})
     into.draining.update(other.draining)
+    into.polling.update(other.polling)

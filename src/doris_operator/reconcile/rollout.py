@@ -213,6 +213,7 @@ async def reconcile_rollout(
         allow_version_skip=allow.strip().lower() == "true",
     )
     findings.waiting.update(plan.waiting)
+    findings.polling.update(plan.polling)
     for refused, (reason, message) in plan.refused.items():
         findings.degrade(refused, reason, message)
     if plan.waiting.get("be", ("",))[0] == "TabletHealthUnknown":

@@ -30,6 +30,9 @@ class Findings:
     waiting: dict[str, tuple[str, str]] = field(default_factory=dict)
     draining: dict[str, dict[str, int]] = field(default_factory=dict)
     """Per component: pods whose BE is being decommissioned -> tablets it still holds."""
+    polling: dict[str, str] = field(default_factory=dict)
+    """Per component: the reason of a wait on Doris-side state (no Kubernetes event tells its end, so
+    the reconcile polls; see :mod:`.waits`)."""
 
     def degrade(self, comp: str, reason: str, message: str) -> None:
         self.degraded.setdefault(comp, []).append((reason, message))

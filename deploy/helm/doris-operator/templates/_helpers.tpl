@@ -124,7 +124,7 @@ The operator's rules on the namespaced objects it reconciles. Every verb is used
   verbs: ["get", "list", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create"]
+  verbs: ["create", "patch"]
 # DorisMonitor (reconcile/monitor.py): its children are listed by label, applied, pruned; never watched
 - apiGroups: ["doris.selectdb.com"]
   resources: ["dorismonitors"]
