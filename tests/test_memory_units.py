@@ -102,3 +102,68 @@ def test_an_invalid_spec_is_never_cached() -> None:
         with pytest.raises(InvalidResource):
             lenient.parse_stored_cluster(doc)
     assert lenient._parsed == {}
+
+
+def test_allocator_limits_arenas_unless_the_environment_says(monkeypatch: pytest.MonkeyPatch) -> None:
+    from doris_operator import allocator
+
+    if allocator._LIBC is None:
+        pytest.skip("not glibc")
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert allocator.limit_arenas() is False  # the operator's environment wins
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    assert allocator.limit_arenas() is True
+
+
+def test_trim_gives_freed_memory_back() -> None:
+    """Memory freed by a worker thread (as the FE client's calls in asyncio.to_thread) stays with glibc
+    until trimmed."""
+    code = (
+        "import threading\n"
+        "from doris_operator import allocator\n"
+        "def rss():\n"
+        "    return int([l for l in open('/proc/self/status') if l.startswith('VmRSS')][0].split()[1])\n"
+        "def work():\n"
+        "    blocks = [bytes(2000) + bytes([i % 256]) for i in range(40000)]\n"
+        "    keep = blocks[::50]\n"
+        "    del blocks\n"
+        "    held.append(keep)\n"
+        "held = []\n"
+        "t = threading.Thread(target=work)\n"
+        "t.start(); t.join()\n"
+        "before = rss()\n"
+        "assert allocator.trim()\n"
+        "print(before - rss())\n"
+    )
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "src"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": str(src)},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert int(out.stdout.strip()) > 40_000  # KiB: most of the ~80 MB freed went back
+
+
+async def test_trim_every_trims_until_cancelled(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from doris_operator import allocator
+
+    if allocator._LIBC is None:
+        pytest.skip("not glibc")
+    calls: list[int] = []
+    monkeypatch.setattr(allocator, "trim", lambda: calls.append(1) or True)
+    task = asyncio.create_task(allocator.trim_every(0.01))
+    while len(calls) < 3:
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
