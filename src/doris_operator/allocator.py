@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import gc
 import logging
 import os
 
@@ -49,9 +50,12 @@ def trim() -> bool:
 
 
 async def trim_every(interval: float) -> None:
-    """:func:`trim` every ``interval`` seconds (a few ms each with 200 DorisClusters)."""
+    """Every ``interval`` seconds: a full garbage collection (reference cycles a reconcile left, such as
+    exceptions and their tracebacks, wait for the rare automatic full collection otherwise), then
+    :func:`trim`."""
     if _LIBC is None:
         return
     while True:
         await asyncio.sleep(interval)
+        gc.collect()
         trim()
