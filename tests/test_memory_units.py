@@ -167,3 +167,15 @@ async def test_trim_every_trims_until_cancelled(monkeypatch: pytest.MonkeyPatch)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+def test_freeze_startup_moves_what_exists_out_of_the_collector() -> None:
+    import gc
+
+    from doris_operator import allocator
+
+    try:
+        allocator.freeze_startup()
+        assert gc.get_freeze_count() > 1000
+    finally:
+        gc.unfreeze()

@@ -204,6 +204,7 @@ def run(opts: Options) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpx2").setLevel(logging.WARNING)
     allocator.limit_arenas()
+    allocator.freeze_startup()
     try:
         return asyncio.run(main(opts))
     except KeyboardInterrupt:
