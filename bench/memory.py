@@ -170,7 +170,8 @@ def top(snapshot_path: Path, limit: int) -> str:
     lines.append("by package:")
     by_pkg: dict[str, int] = {}
     for stat in stats:
-        name = re.sub(r"^.*?(site-packages|/src|/python3\.\d+)/", "", stat.traceback[0].filename)
+        name = re.sub(r"^.*(site-packages|/src)/", "", stat.traceback[0].filename)
+        name = re.sub(r"^.*/python3\.\d+/", "", name)
         pkg = name.split("/")[0].removesuffix(".py")
         by_pkg[pkg] = by_pkg.get(pkg, 0) + stat.size
     for pkg, size in sorted(by_pkg.items(), key=lambda kv: -kv[1])[:limit]:
