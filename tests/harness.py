@@ -193,8 +193,12 @@ def wait_ready(
     kubectl: Kubectl, namespace: str, name: str = "doriscluster-sample", timeout: float = 120
 ) -> dict[str, Any]:
     def ready() -> dict[str, Any] | None:
-        st = status(kubectl, namespace, name)
-        return st if st.get("phase") == "Ready" else None
+        """Ready for the spec as it is now: a status written before the last change (the operator has
+        applied the change but not yet written its status) does not count."""
+        obj = kubectl.json("dcr", name, "-n", namespace)
+        st = dict(obj.get("status") or {})
+        fresh = st.get("observedGeneration") == obj["metadata"].get("generation")
+        return st if st.get("phase") == "Ready" and fresh else None
 
     return eventually(ready, timeout, what=f"{namespace}/{name} Ready")
 

@@ -4,7 +4,6 @@ may not list them): the reconcile reads the few it needs by name."""
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import kopf
@@ -16,7 +15,7 @@ from .api import dorismonitor as dm
 from .builders import names
 from .reconcile.controller import Controller
 from .reconcile.failover import trim_node
-from .reconcile.observed import child_key, pod_key, trim_child, trim_pod
+from .reconcile.observed import child_key, pod_key, trim_child, trim_pod, trim_resource
 
 registry = kopf.OperatorRegistry()
 MANAGED = {names.LABEL_MANAGED_BY: names.MANAGED_BY}
@@ -29,8 +28,7 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 
 @kopf.index(dc.GROUP, dc.VERSION, dc.PLURAL, registry=registry)
 async def dc_clusters(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
-    fields = ("apiVersion", "kind", "metadata", "spec", "status")
-    return {(namespace, name): {k: copy.deepcopy(body[k]) for k in fields if k in body}}
+    return {(namespace, name): trim_resource(body)}
 
 
 def _child_index(body: kopf.Body) -> dict[Any, Any]:
@@ -66,8 +64,7 @@ async def dc_cluster_autoscalers(body: kopf.Body, namespace: str | None, **_: An
     cluster = (body.get("spec") or {}).get("cluster")
     if not cluster:
         return {}
-    fields = ("apiVersion", "kind", "metadata", "spec", "status")
-    return {(namespace, cluster): {k: copy.deepcopy(body[k]) for k in fields if k in body}}
+    return {(namespace, cluster): trim_resource(body)}
 
 
 @kopf.index("v1", "pods", labels={names.LABEL_CLUSTER: kopf.PRESENT}, registry=registry)
@@ -150,8 +147,7 @@ async def pod_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 # DorisMonitor (reconcile/monitor.py): its own index and work loop; children are read live per reconcile.
 @kopf.index(dc.GROUP, dc.VERSION, dm.PLURAL, registry=registry)
 async def dmon_monitors(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
-    fields = ("apiVersion", "kind", "metadata", "spec", "status")
-    return {(namespace, name): {k: copy.deepcopy(body[k]) for k in fields if k in body}}
+    return {(namespace, name): trim_resource(body)}
 
 
 @kopf.on.event(dc.GROUP, dc.VERSION, dm.PLURAL, registry=registry)

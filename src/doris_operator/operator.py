@@ -16,7 +16,7 @@ from lightkube import AsyncClient
 from lightkube.config.kubeconfig import KubeConfig
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from . import handlers
+from . import allocator, handlers
 from .k8s import FIELD_MANAGER, Fence, Kube
 from .leader import LeaderElector
 from .metrics import REGISTRY
@@ -120,6 +120,7 @@ async def _operate(opts: Options, kube: Kube, state: dict[str, bool]) -> None:
     init_work = asyncio.create_task(initializers.run())
     scaling = asyncio.create_task(autoscaler.run())
     monitoring = asyncio.create_task(monitors.run())
+    trimming = asyncio.create_task(allocator.trim_every(allocator.TRIM_INTERVAL))
 
     async def synced() -> None:
         await started.wait()  # kopf's watches are up (with no DorisCluster, the controller never syncs)
@@ -135,7 +136,7 @@ async def _operate(opts: Options, kube: Kube, state: dict[str, bool]) -> None:
                 task.result()
     finally:
         stop.set()
-        for task in (work, init_work, watch, scaling, monitoring):
+        for task in (work, init_work, watch, scaling, monitoring, trimming):
             task.cancel()
         try:
             await asyncio.wait_for(operator, timeout=10)
@@ -202,6 +203,8 @@ def run(opts: Options) -> int:
     logging.getLogger("kopf").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpx2").setLevel(logging.WARNING)
+    allocator.limit_arenas()
+    allocator.freeze_startup()
     try:
         return asyncio.run(main(opts))
     except KeyboardInterrupt:

@@ -10,7 +10,10 @@ still an error."""
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,6 +25,11 @@ from .validation import parse_cluster
 log = logging.getLogger(__name__)
 _logged: set[tuple[str, str, tuple[str, ...]]] = set()
 _MAX_PASSES = 20
+CACHE_SIZE = 4096
+"""Parsed DorisClusters kept (least recently used dropped first): one per cluster the operator runs."""
+_parsed: OrderedDict[tuple[str, str], tuple[bytes, DorisCluster]] = OrderedDict()
+_META = ("name", "namespace", "labels", "annotations", "uid", "generation")
+"""What the model reads of ``metadata`` (``ObjectMeta``): a status write changes none of it."""
 
 
 def _path(loc: Sequence[int | str]) -> str:
@@ -63,9 +71,46 @@ def unknown_fields(obj: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     return doc, ignored
 
 
+def _digest(obj: dict[str, Any]) -> bytes:
+    meta = obj.get("metadata") or {}
+    parsed = {
+        "apiVersion": obj.get("apiVersion"),
+        "kind": obj.get("kind"),
+        "metadata": {k: meta.get(k) for k in _META},
+        "spec": obj.get("spec"),
+    }
+    return hashlib.sha256(
+        json.dumps(parsed, sort_keys=True, separators=(",", ":"), default=str).encode()
+    ).digest()
+
+
 def parse_stored_cluster(obj: dict[str, Any]) -> DorisCluster:
     """:func:`~.validation.parse_cluster` of ``obj`` without its unknown fields (logged once per
-    cluster and set of fields); raises :class:`~.validation.InvalidResource` for anything else."""
+    cluster and set of fields); raises :class:`~.validation.InvalidResource` for anything else.
+
+    The model is shared across reconciles while what it is parsed from (spec, and the metadata the model
+    has) is unchanged: callers read it, never change it.  :func:`forget` drops a deleted cluster's."""
+    meta = obj.get("metadata") or {}
+    key = (str(meta.get("namespace")), str(meta.get("name")))
+    digest = _digest(obj)
+    hit = _parsed.get(key)
+    if hit is not None and hit[0] == digest:
+        _parsed.move_to_end(key)
+        return hit[1]
+    parsed = _parse(obj)
+    _parsed[key] = (digest, parsed)
+    _parsed.move_to_end(key)
+    while len(_parsed) > CACHE_SIZE:
+        _parsed.popitem(last=False)
+    return parsed
+
+
+def forget(namespace: str, name: str) -> None:
+    """The DorisCluster was deleted: its parsed model goes."""
+    _parsed.pop((namespace, name), None)
+
+
+def _parse(obj: dict[str, Any]) -> DorisCluster:
     doc, ignored = unknown_fields(obj)
     if ignored:
         meta = obj.get("metadata") or {}

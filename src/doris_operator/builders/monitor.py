@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from types import ModuleType
 from typing import Any
 
 import yaml
@@ -23,7 +24,6 @@ import yaml
 from ..api.doriscluster import DorisCluster
 from ..api.dorismonitor import DorisMonitor, ResourceRequirements, ServiceSpec, owner_reference
 from . import alerts as _alerts
-from . import dashboards as _dashboards
 from . import names
 
 Obj = dict[str, Any]
@@ -155,10 +155,18 @@ def prometheus_rule(dm: DorisMonitor, dc: DorisCluster | None) -> Obj:
     }
 
 
+def _dashboards() -> ModuleType:
+    """``builders.dashboards`` (and grafana_foundation_sdk): imported when a DorisMonitor first asks for
+    dashboards, not by every operator run."""
+    from . import dashboards
+
+    return dashboards
+
+
 def dashboards_config_map(dm: DorisMonitor, for_sidecar: bool) -> Obj:
     data = {
         file: json.dumps(model, sort_keys=True, separators=(",", ":"))
-        for file, model in _dashboards.dashboards(dm).items()
+        for file, model in _dashboards().dashboards(dm).items()
     }
     extra: dict[str, str] = {}
     meta = _meta(dm, name(dm, "dashboards"), "dashboards")

@@ -11,6 +11,7 @@ from typing import Any
 
 from lightkube import ApiError
 
+from ..api import lenient
 from ..k8s import Kube, NotLeading, namespace_gone
 from ..metrics import CLUSTERS, QUEUE_DEPTH, RECONCILE_ERRORS, RECONCILE_SECONDS, RECONCILES, export_draining
 from .act import AppliedMemory, EventRecorder
@@ -66,6 +67,7 @@ class Controller:
         self.ctx.written.pop(key, None)
         self.ctx.rollouts.pop(key, None)
         self.ctx.waits.pop(key, None)
+        lenient.forget(*key)
         export_draining(*key, {})
         self._export_phases()
 

@@ -27,8 +27,6 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import sqlparse
-
 from ..api import dorisinitializer as di
 from ..api.doriscluster import DorisCluster
 from ..api.initializer_validation import parse_initializer
@@ -93,6 +91,8 @@ def native_password_hash(password: str) -> str:
 def split_sql(text: str) -> list[str]:
     """Statements in order, split by sqlparse (quotes, comments, ``;`` inside strings); comment-only
     pieces are dropped, comments inside statements (hints) kept, trailing ``;`` removed."""
+    import sqlparse  # only when a DorisInitializer has SQL to run (bench/memory.py: imports)
+
     out = []
     for piece in sqlparse.split(text):
         if not sqlparse.format(piece, strip_comments=True).strip().rstrip(";").strip():

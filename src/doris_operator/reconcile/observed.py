@@ -3,6 +3,7 @@ the desired state and to compute status, without asking the API server."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from ..builders import names
@@ -45,6 +46,18 @@ def _meta(body: Any, child: bool = False) -> Obj:
     if meta.get("deletionTimestamp"):
         out["deletionTimestamp"] = meta["deletionTimestamp"]
     return out
+
+
+def trim_resource(body: Any) -> Obj:
+    """A custom resource the operator reconciles (DorisCluster, DorisMonitor, DorisClusterAutoscaler), as
+    its index keeps it: a copy of all it has but ``managedFields`` and kubectl's last-applied
+    annotation (a second copy of the spec), which nothing reads from the cache."""
+    out: Obj = {k: copy.deepcopy(body[k]) for k in ("apiVersion", "kind", "spec", "status") if k in body}
+    meta = {k: copy.deepcopy(v) for k, v in body["metadata"].items() if k != "managedFields"}
+    if any(k in _SKIPPED_ANNOTATIONS for k in meta.get("annotations") or ()):
+        meta["annotations"] = {k: v for k, v in meta["annotations"].items() if k not in _SKIPPED_ANNOTATIONS}
+    out["metadata"] = meta
+    return {k: out[k] for k in ("apiVersion", "kind", "metadata", "spec", "status") if k in out}
 
 
 def trim_child(body: Any) -> Obj:

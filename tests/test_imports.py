@@ -1,0 +1,89 @@
+"""What ``doris-operator run`` loads: only what a run uses (issue 17; figures in docs/benchmarks.md, Memory).
+
+Each check imports in a fresh interpreter, so nothing an earlier test imported counts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Loaded only where used: the webhook server and its certificates, dashboards (a DorisMonitor with
+# dashboards), SQL splitting (a DorisInitializer with SQL), the kubectl plugin, CRD/doc generation,
+# and never the simulator.
+NOT_AT_START = (
+    "cryptography",
+    "doris_operator.webhook",
+    "grafana_foundation_sdk",
+    "doris_operator.builders.dashboards",
+    "sqlparse",
+    "doris_operator.kubectl_plugin",
+    "doris_operator.api.crdgen",
+    "doris_operator.api.docgen",
+    "doris_sim",
+)
+
+
+def loaded(code: str) -> set[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "sim")])}
+    out = subprocess.run(
+        [sys.executable, "-c", f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    return set(json.loads(out.splitlines()[-1]))
+
+
+def heavy(modules: set[str]) -> list[str]:
+    return sorted(m for m in modules if any(m == h or m.startswith(h + ".") for h in NOT_AT_START))
+
+
+def test_the_operator_loads_none_of_the_heavy_modules() -> None:
+    modules = loaded("import doris_operator.operator, doris_operator.cli")
+    assert "kopf" in modules and "doris_operator.reconcile.controller" in modules  # it did import
+    assert heavy(modules) == []
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        ("from doris_operator.reconcile.initializer import split_sql; split_sql('select 1;')", "sqlparse"),
+        ("from doris_operator.webhook.server import serve", "cryptography"),
+        ("import doris_operator.builders.dashboards", "grafana_foundation_sdk"),
+    ],
+)
+def test_heavy_modules_load_where_they_are_used(code: str, expected: str) -> None:
+    """The same check can fail: each of them does load where it is used."""
+    assert expected in heavy(loaded(code))
+
+
+def test_pymysql_still_gets_cryptography_when_the_process_has_it() -> None:
+    """The webhook (certificates) loaded first: pymysql then sees cryptography as it always did."""
+    modules = loaded(
+        "import cryptography.hazmat.primitives.serialization\n"
+        "import doris_operator.doris.client\n"
+        "from pymysql import _auth\n"
+        "assert _auth._have_cryptography"
+    )
+    assert "pymysql" in modules
+
+
+def test_pymysql_without_cryptography_still_authenticates_the_doris_way() -> None:
+    """mysql_native_password (Doris's) and the caching_sha2 fast path need no cryptography."""
+    loaded(
+        "import doris_operator.doris.client, sys\n"
+        "from pymysql import _auth\n"
+        "assert 'cryptography' not in sys.modules and not _auth._have_cryptography\n"
+        "assert len(_auth.scramble_native_password(b'secret', b'x' * 20)) == 20\n"
+        "assert len(_auth.scramble_caching_sha2(b'secret', b'x' * 20)) == 32\n"
+        "import cryptography  # still importable afterwards\n"
+    )
