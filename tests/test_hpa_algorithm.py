@@ -127,3 +127,14 @@ def test_decide_holds_a_scale_down_inside_the_window() -> None:
         events=[],
     )
     assert (d.replicas, d.reason, d.limited) == (5, "NoChange", "ScaleDownStabilized")
+
+
+def test_an_unchanged_recommendation_keeps_the_history_as_it_is() -> None:
+    # at rest: the same proposal every evaluation leaves the history (and so the status) unchanged
+    history = [TimedReplicas(1000, 3)]
+    replicas, kept = stabilize(5000, 3, 3, history, None)
+    assert replicas == 3 and kept == history
+    # a run counts while it reaches into the window: 5 until 1200, then 2; at 1450 the 5 is 250 s old
+    runs = [TimedReplicas(1000, 5), TimedReplicas(1200, 2)]
+    assert stabilize(1450, 5, 2, runs, None) == (5, runs)
+    assert stabilize(1550, 5, 2, runs, None) == (2, [TimedReplicas(1200, 2)])

@@ -133,14 +133,21 @@ def _rules(behavior: Behavior | None, up: bool) -> ScalingRules:
 def stabilize(
     now: float, current: int, proposal: int, history: Sequence[TimedReplicas], behavior: Behavior | None
 ) -> tuple[int, list[TimedReplicas]]:
-    """The stabilized recommendation and the history to keep (the proposal included)."""
+    """The stabilized recommendation and the history to keep (the proposal included).
+
+    The history is run-length: a record says the recommendation was ``replicas`` from ``at`` until the
+    next record (the last one: until now).  A record counts in a window when its run reaches into it,
+    and a proposal equal to the last record adds nothing, so an autoscaler at rest keeps the same
+    history and writes no status.  (The HPA keeps a sample per evaluation, in memory; a run ends no
+    earlier than its last sample, so this holds a value at most one evaluation period longer.)"""
     up_window = _rules(behavior, True).stabilization_window_seconds or 0
     down_window = _rules(behavior, False).stabilization_window_seconds or 0
+    ends = [nxt.at for nxt in history[1:]] + ([now] if history else [])
     up, down = proposal, proposal
-    for rec in history:
-        if rec.at > now - up_window:
+    for rec, end in zip(history, ends, strict=True):
+        if end > now - up_window:
             up = min(up, rec.replicas)
-        if rec.at > now - down_window:
+        if end > now - down_window:
             down = max(down, rec.replicas)
     result = current
     if result < up:
@@ -148,7 +155,9 @@ def stabilize(
     if result > down:
         result = down
     keep_after = now - max(up_window, down_window)
-    kept = [r for r in history if r.at > keep_after]
+    kept = [r for r, end in zip(history, ends, strict=True) if end > keep_after]
+    if kept and kept[-1].replicas == proposal:
+        return result, kept
     return result, [*kept, TimedReplicas(now, proposal)]
 
 
