@@ -683,6 +683,7 @@ class Scale:
     load: list[float]  # load average (1 min) at start, at Ready, at the end
     errors: list[str] = field(default_factory=list)
     wall_s: float = 0.0
+    ready_s_by_kind: dict[str, float] = field(default_factory=dict)  # apply -> the last of a kind Ready
 
     def op(self, window: str, what: str) -> int:
         return int(self.audit[window]["by_user"].get(OPERATOR_USER, {}).get(what, 0))
@@ -764,12 +765,17 @@ def run_scale(n: int, all_kinds: bool, args: argparse.Namespace) -> Scale:
                 log(f"  {last - t_apply.mono:.0f}s: {done}/{len(keys)} Ready")
             time.sleep(0.2)
         ready_by_kind = {k: f"{tracker.ready_count([x for x in keys if x[0] == k])}/{n}" for k in kinds}
+        ready_s_by_kind = {}
+        for k in kinds:
+            times = [tr.ready_at for x in keys if x[0] == k and (tr := tracker.get(x)) and tr.ready_at]
+            if len(times) == n:
+                ready_s_by_kind[k] = max(times) - t_apply.mono
         at_ready = op_sample(op)
         loads.append(os.getloadavg()[0])
         log(f"Ready: {ready_by_kind} in {ready_s if ready_s is not None else '-'}s")
 
         # settle: the reconciler's write counter unchanged for --settle seconds
-        last_w, last_change = op_writes(at_ready.metrics), at_ready.at
+        last_w, last_change, last_sample = op_writes(at_ready.metrics), at_ready.at, at_ready
         settled = None
         settle_deadline = time.monotonic() + args.settle_timeout
         while time.monotonic() < settle_deadline:
@@ -777,7 +783,7 @@ def run_scale(n: int, all_kinds: bool, args: argparse.Namespace) -> Scale:
             time.sleep(1)
             s = op_sample(op)
             if op_writes(s.metrics) != last_w:
-                last_w, last_change = op_writes(s.metrics), s.at
+                last_w, last_change, last_sample = op_writes(s.metrics), s.at, s
             elif s.at.mono - last_change.mono >= args.settle:
                 settled = s
                 break
@@ -886,7 +892,7 @@ def run_scale(n: int, all_kinds: bool, args: argparse.Namespace) -> Scale:
         rss_idle_kib=idle_end.rss_kib,
         hwm_kib=hwm,
         cpu_start_s=base.cpu_s,
-        cpu_converge_s=_cpu_at(conv_end, [at_ready, settled, idle_start]) - base.cpu_s,
+        cpu_converge_s=_cpu_at(conv_end, [at_ready, last_sample, settled, idle_start]) - base.cpu_s,
         cpu_idle_s=idle_end.cpu_s - idle_start.cpu_s,
         cpu_burst_s=burst_end.cpu_s - burst_start.cpu_s,
         reconciles_converge=reconciles(base, idle_start),
@@ -899,6 +905,7 @@ def run_scale(n: int, all_kinds: bool, args: argparse.Namespace) -> Scale:
         hist_burst=histogram(burst_start, burst_end),
         load=loads,
         errors=errors,
+        ready_s_by_kind=ready_s_by_kind,
     )
     result.wall_s = time.monotonic() - started
     return result
@@ -928,6 +935,7 @@ class Single:
     runs: list[float]  # apply -> Ready, seconds
     scale_in: list[dict[str, float]]  # per run: patch -> dropped, dropped -> StatefulSet shrunk
     errors: list[str] = field(default_factory=list)
+    tablets: int = 10  # replicas per BE in the scale-in cluster
     wall_s: float = 0.0
 
 
@@ -936,7 +944,7 @@ def run_single(args: argparse.Namespace) -> Single:
 
     started = time.monotonic()
     tracker = Tracker()
-    out = Single(runs=[], scale_in=[])
+    out = Single(runs=[], scale_in=[], tablets=args.scale_in_tablets)
     log(f"=== single cluster: {args.runs} applies to Ready, then {args.scale_in_runs} BE scale-in(s)")
     with contextlib.ExitStack() as stack:
         cluster = stack.enter_context(
@@ -985,66 +993,69 @@ def run_single(args: argparse.Namespace) -> Single:
             kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
         # BE scale-in: 4 -> 3; the simulated master drains be-3 (DECOMMISSION) and drops it
-        ns = "scale-in"
-        with ImageDriver(
-            cluster.kubeconfig, ns, NAME, tablets_per_be=args.tablets, decommission_rate=10.0
-        ) as driver:
-            doc = cluster_doc(ns, driver.port, False, be=4)
-            kubectl.apply(doc, ns)
-            wait_for(lambda: ready(ns), args.timeout, f"{ns}/{NAME} Ready", 0.1)
-            driver.wait_registered(3, 4, timeout=120)
-            sts_key = ("StatefulSet", ns, f"{NAME}-be")
-            leaving = f"{NAME}-be-3"
-            for r in range(args.scale_in_runs):
-                host = driver.registered_address(leaving)
-                if host is None:
-                    out.errors.append(f"scale-in {r}: {leaving} is not registered")
-                    break
-                t0 = time.monotonic()
-                kubectl.patch(ns, '{"spec":{"beSpec":{"replicas":3}}}', target=f"dcr/{NAME}")
-                dropped = None
-                deadline = time.monotonic() + 300
-                while time.monotonic() < deadline:
-                    check()
-                    hosts = {str(b["Host"]) for b in driver.cluster.show_backends().dicts()}
-                    if host[0] not in hosts:
-                        dropped = time.monotonic()
+        if args.scale_in_runs > 0:
+            ns = "scale-in"
+            with ImageDriver(
+                cluster.kubeconfig, ns, NAME, tablets_per_be=args.scale_in_tablets, decommission_rate=10.0
+            ) as driver:
+                doc = cluster_doc(ns, driver.port, False, be=4)
+                kubectl.apply(doc, ns)
+                wait_for(lambda: ready(ns), args.timeout, f"{ns}/{NAME} Ready", 0.1)
+                driver.wait_registered(3, 4, timeout=120)
+                sts_key = ("StatefulSet", ns, f"{NAME}-be")
+                leaving = f"{NAME}-be-3"
+                for r in range(args.scale_in_runs):
+                    host = driver.registered_address(leaving)
+                    if host is None:
+                        out.errors.append(f"scale-in {r}: {leaving} is not registered")
                         break
-                    time.sleep(0.02)
-                if dropped is None:
-                    out.errors.append(f"scale-in {r}: {leaving} not dropped by the simulated master in 300s")
-                    break
+                    t0 = time.monotonic()
+                    kubectl.patch(ns, '{"spec":{"beSpec":{"replicas":3}}}', target=f"dcr/{NAME}")
+                    dropped = None
+                    deadline = time.monotonic() + 300
+                    while time.monotonic() < deadline:
+                        check()
+                        hosts = {str(b["Host"]) for b in driver.cluster.show_backends().dicts()}
+                        if host[0] not in hosts:
+                            dropped = time.monotonic()
+                            break
+                        time.sleep(0.02)
+                    if dropped is None:
+                        out.errors.append(
+                            f"scale-in {r}: {leaving} not dropped by the simulated master in 300s"
+                        )
+                        break
 
-                def shrunk() -> float:
-                    check()
-                    tr = tracker.get(sts_key)
-                    return tr.replicas_at.get(3, 0.0) if tr is not None and tr.replicas == 3 else 0.0
+                    def shrunk() -> float:
+                        check()
+                        tr = tracker.get(sts_key)
+                        return tr.replicas_at.get(3, 0.0) if tr is not None and tr.replicas == 3 else 0.0
 
-                try:
-                    t_shrunk = wait_for(shrunk, 120, "the BE StatefulSet at 3 replicas", 0.02)
-                except BenchError as err:
-                    out.errors.append(f"scale-in {r}: {err}")
-                    break
-                out.scale_in.append(
-                    {"drain_s": dropped - t0, "shrink_after_drop_s": max(0.0, t_shrunk - dropped)}
-                )
-                log(
-                    f"scale-in {r + 1}: drained in {dropped - t0:.2f}s, StatefulSet shrunk "
-                    f"{t_shrunk - dropped:.2f}s after the drop"
-                )
-                if r + 1 < args.scale_in_runs:  # back to 4 for the next run
-                    kubectl.patch(ns, '{"spec":{"beSpec":{"replicas":4}}}', target=f"dcr/{NAME}")
-                    wait_for(
-                        lambda: (tr := tracker.get(sts_key)) is not None and tr.replicas == 4,
-                        60,
-                        "BE StatefulSet at 4",
-                        0.1,
+                    try:
+                        t_shrunk = wait_for(shrunk, 120, "the BE StatefulSet at 3 replicas", 0.02)
+                    except BenchError as err:
+                        out.errors.append(f"scale-in {r}: {err}")
+                        break
+                    out.scale_in.append(
+                        {"drain_s": dropped - t0, "shrink_after_drop_s": max(0.0, t_shrunk - dropped)}
                     )
-                    # the StatefulSet's replicas_at must record the next shrink afresh
-                    with tracker.lock:
-                        tracker.tracks[sts_key].replicas_at.pop(3, None)
-                    driver.wait_registered(3, 4, timeout=180)
-                    wait_for(lambda: ready(ns), args.timeout, f"{ns}/{NAME} Ready at 4 BEs", 0.1)
+                    log(
+                        f"scale-in {r + 1}: drained in {dropped - t0:.2f}s, StatefulSet shrunk "
+                        f"{t_shrunk - dropped:.2f}s after the drop"
+                    )
+                    if r + 1 < args.scale_in_runs:  # back to 4 for the next run
+                        kubectl.patch(ns, '{"spec":{"beSpec":{"replicas":4}}}', target=f"dcr/{NAME}")
+                        wait_for(
+                            lambda: (tr := tracker.get(sts_key)) is not None and tr.replicas == 4,
+                            60,
+                            "BE StatefulSet at 4",
+                            0.1,
+                        )
+                        # the StatefulSet's replicas_at must record the next shrink afresh
+                        with tracker.lock:
+                            tracker.tracks[sts_key].replicas_at.pop(3, None)
+                        driver.wait_registered(3, 4, timeout=180)
+                        wait_for(lambda: ready(ns), args.timeout, f"{ns}/{NAME} Ready at 4 BEs", 0.1)
         op.stop()
     out.wall_s = time.monotonic() - started
     return out
@@ -1171,25 +1182,45 @@ def evaluate(scales: list[Scale], single: Single | None) -> list[dict[str, str]]
     return rows
 
 
+def code_label() -> str:
+    """The benchmarked commit (``--code-label`` overrides: e.g. a ``git archive`` export's commit)."""
+    head = _git("rev-parse", "--short", "HEAD")
+    if not head:
+        return "(not a git checkout)"
+    dirty = _git("status", "--porcelain", "--", "src").strip()
+    return f"`{head}`" + (" with uncommitted changes under src/" if dirty else "")
+
+
 def render(scales: list[Scale], single: Single | None, args: argparse.Namespace, info: dict[str, str]) -> str:
     when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    head = _git("rev-parse", "--short", "HEAD")
-    dirty = _git("status", "--porcelain", "--", "src").strip()
+    counts = sorted({s.clusters for s in scales})
     L = [
         BEGIN_MARK,
         "",
-        f"## Scale: {', '.join(str(n) for n in args.cluster_counts)} DorisClusters ({when})",
+        f"## Scale: {', '.join(str(n) for n in counts)} DorisClusters ({when})",
         "",
-        f"Code: `{head}`{' with uncommitted changes under src/' if dirty else ''}. "
+        f"Code: {args.code_label or code_label()}. "
         f"Machine: {info['nproc']} x "
         f"{info['cpu']}, {info['memory']}, Python {info['python']} (kopf {info['kopf']}, lightkube "
         f"{info['lightkube']}), Kubernetes {info['kubernetes']}. Load average (1 min) at the start: "
-        f"{args.load_start:.2f}; per scale point below (start / all Ready / end). Other work shared the "
-        "2 cores during this run (a chaos benchmark and other helpers' tests), so times are upper bounds.",
+        f"{', '.join(f'{x:.2f}' for x in args.load_starts)}; per scale point below (start / all Ready / "
+        "end). Other work shared the 2 cores during this run (a chaos benchmark and other helpers' "
+        "tests), so times are upper bounds.",
         "",
         "```sh",
+        *[c for c, _ in args.included],
         _command(),
         "```",
+        *(
+            [
+                "",
+                "(The first command"
+                + (f"s' ({len(args.included)})" if len(args.included) > 1 else "'s")
+                + " results, from `--json`, are included by the last one's `--include`.)",
+            ]
+            if args.included
+            else []
+        ),
         "",
         "**The Go operator's figures are the reference measurements quoted in issue 17, not re-measured "
         "here**: its module cannot be fetched on this machine (`go list -m -versions "
@@ -1214,7 +1245,8 @@ def render(scales: list[Scale], single: Single | None, args: argparse.Namespace,
         "CPU is the operator's user+system time: *start* = exec → first apply (imports, watches), "
         "*converge* = apply → writes stopped.",
         "",
-        "| clusters | kinds | objects | apply | **Ready** | Ready by kind | writes stopped "
+        "| clusters | kinds | objects | apply | **Ready** | Ready by kind (in: the last one) "
+        "| writes stopped "
         "| RSS base / Ready / idle (MiB) "
         "| **VmHWM** | CPU start / **converge** / idle / burst (s) | load | errors |",
         "|---:|---|---:|---:|---:|---|---:|---|---:|---|---|---|",
@@ -1222,7 +1254,7 @@ def render(scales: list[Scale], single: Single | None, args: argparse.Namespace,
     for s in scales:
         L.append(
             f"| {s.clusters} | {'all' if s.all_kinds else 'DC'} | {s.objects} | {s.apply_s:.1f}s | "
-            f"**{_f(s.ready_s, 1, 's')}** | {_by_kind(s.ready_by_kind)} "
+            f"**{_f(s.ready_s, 1, 's')}** | {_by_kind(s.ready_by_kind, s.ready_s_by_kind)} "
             f"| {_f(s.settle_s, 1, 's')} | {_mib(s.rss_base_kib):.1f} / {_mib(s.rss_ready_kib):.1f} / "
             f"{_mib(s.rss_idle_kib):.1f} | **{_mib(s.hwm_kib):.1f}** | {s.cpu_start_s:.1f} / "
             f"**{s.cpu_converge_s:.2f}** / {s.cpu_idle_s:.2f} / {s.cpu_burst_s:.2f} | "
@@ -1289,8 +1321,9 @@ def render(scales: list[Scale], single: Single | None, args: argparse.Namespace,
         "its generation and changes only the FE Service) → the watch delivering `status.observedGeneration` "
         f"at that generation. *Idle*: {args.latency_samples} changes one at a time (1 s apart); *burst*: "
         f"changes on {args.burst_fraction:.0%} of the clusters sent at once (32 connections). The operator's "
-        "own `doris_operator_reconcile_duration_seconds` histogram in the same windows (p50/p99 interpolated "
-        "inside its buckets, as PromQL does) is beside it.",
+        "own `doris_operator_reconcile_duration_seconds` histogram (DorisCluster and DorisMonitor "
+        "reconciles) in the same windows (p50/p99 interpolated inside its buckets, as PromQL does) is "
+        "beside it.",
         "",
         "| clusters | kinds | idle: n / p50 / p99 (ms) | burst: n / p50 / p99 (ms) | burst p99 / idle p99 "
         "| histogram idle: n / p50 / p99 (ms) | histogram burst: n / p50 / p99 (ms) |",
@@ -1321,7 +1354,7 @@ def render(scales: list[Scale], single: Single | None, args: argparse.Namespace,
             ),
             "",
             "BE scale-in 4 → 3 with the simulated master draining the leaving BE (DECOMMISSION, "
-            f"{args.tablets} tablets per BE, 10 replicas/s): *drain* = patch → the master no longer "
+            f"{single.tablets} replicas per BE, 10 replicas/s): *drain* = patch → the master no longer "
             "lists the "
             "BE; *shrink* = that → the BE StatefulSet's `spec.replicas` is 3 (watch receipt).",
             "",
@@ -1358,8 +1391,11 @@ def render(scales: list[Scale], single: Single | None, args: argparse.Namespace,
     return "\n".join(L)
 
 
-def _by_kind(ready: dict[str, str]) -> str:
-    return ", ".join(f"{k.removeprefix('Doris')} {v}" for k, v in ready.items())
+def _by_kind(ready: dict[str, str], seconds: dict[str, float]) -> str:
+    return ", ".join(
+        f"{k.removeprefix('Doris')} {v}" + (f" in {seconds[k]:.1f}s" if k in seconds else "")
+        for k, v in ready.items()
+    )
 
 
 def _others(others: list[tuple[str, dict[str, int]]]) -> str:
@@ -1422,6 +1458,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--nodes", type=int, default=20, help="kwok nodes (1-20)")
     p.add_argument("--pods-per-node", type=int, default=200, help="each kwok node's pod capacity")
     p.add_argument("--tablets", type=int, default=10, help="simulated tablets per BE")
+    p.add_argument(
+        "--scale-in-tablets",
+        type=int,
+        default=100,
+        help="replicas per BE in the scale-in cluster: 100 drain in about 10 s at 10 replicas/s (issue 17)",
+    )
     p.add_argument("--settle", type=float, default=10.0, help="seconds without a write that count as settled")
     p.add_argument("--settle-timeout", type=float, default=180.0)
     p.add_argument("--timeout", type=float, default=900.0, help="bound on each wait for Ready (seconds)")
@@ -1429,6 +1471,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, default=None, help="also dump the raw results here")
     p.add_argument("--log-dir", type=Path, default=None, help="keep the logs here (default: a temp dir)")
     p.add_argument("--keep-audit", action="store_true", help="keep the audit logs in --log-dir")
+    p.add_argument(
+        "--include",
+        type=Path,
+        action="append",
+        default=[],
+        help="a previous run's --json: its results are reported with this run's (repeatable)",
+    )
+    p.add_argument("--code-label", default="", help="what code this is (default: git HEAD)")
     args = p.parse_args(argv)
     args.cluster_counts = [int(x) for x in args.clusters.split(",") if x.strip()]
     if not args.cluster_counts or min(args.cluster_counts) < 1:
@@ -1469,12 +1519,29 @@ def main(argv: list[str] | None = None) -> int:
     localcluster.ensure_binaries()
     scales: list[Scale] = []
     single: Single | None = None
+    args.included = []
+    args.load_starts = []
+    for path in args.include:
+        prev = json.loads(path.read_text())
+        args.included.extend((c, prev.get("code", "")) for c in prev.get("commands", [prev["command"]]))
+        args.load_starts.append(prev.get("load_start", 0.0))
+        scales.extend(Scale(**d) for d in prev["scales"])
+        if prev.get("single"):
+            single = Single(**prev["single"])
+    args.load_starts.append(args.load_start)
     failed = False
     with _log_dir(args.log_dir) as log_dir:
         args.log_dir = log_dir
         try:
             if args.runs > 0 or args.scale_in_runs > 0:
-                single = run_single(args)
+                new = run_single(args)  # its parts replace an included run's
+                if single is not None:
+                    new.runs = new.runs or single.runs
+                    new.scale_in, new.tablets = (
+                        (new.scale_in, new.tablets) if new.scale_in else (single.scale_in, single.tablets)
+                    )
+                    new.errors = single.errors + new.errors
+                single = new
             for all_kinds in args.modes:
                 for n in args.cluster_counts:
                     scales.append(run_scale(n, all_kinds, args))
@@ -1498,6 +1565,8 @@ def main(argv: list[str] | None = None) -> int:
                 {
                     "machine": info,
                     "command": _command(),
+                    "commands": [c for c, _ in args.included] + [_command()],
+                    "code": args.code_label or code_label(),
                     "load_start": args.load_start,
                     "go_reference": GO,
                     "targets": evaluate(scales, single),

@@ -136,3 +136,68 @@ def test_a_small_run_reports_every_figure(tmp_path: Path) -> None:
     assert "hand-written text that must survive" in md
     assert md.count(scale.BEGIN_MARK) == 1 and md.count(scale.END_MARK) == 1
     assert "not re-measured" in md and "| base RSS" in md
+
+
+def _scale(
+    n: int,
+    rss_mib: float,
+    *,
+    all_kinds: bool = False,
+    writes: int = 0,
+    idle_writes: int = 0,
+    cpu: float = 1.0,
+    idle: list[float] | None = None,
+    burst: list[float] | None = None,
+) -> scale.Scale:
+    def window(w: int, seconds: float) -> dict[str, object]:
+        return {
+            "seconds": seconds,
+            "by_user": {OP: {"requests": w, "writes": w, "watches": 0}},
+            "by_verb": {},
+        }
+
+    hist: dict[str, float | None] = {"count": 0.0, "p50": None, "p99": None, "mean": None}
+    return scale.Scale(
+        clusters=n, all_kinds=all_kinds, objects=n, apply_s=1.0, ready_s=10.0, ready_by_kind={},
+        settle_s=1.0, converge_s=11.0, rss_base_kib=0, rss_ready_kib=0, rss_idle_kib=int(rss_mib * 1024),
+        hwm_kib=int(rss_mib * 1024), cpu_start_s=1.0, cpu_converge_s=cpu, cpu_idle_s=0.0, cpu_burst_s=0.0,
+        reconciles_converge=n, reconciles_idle=0, reconciles_burst=0,
+        audit={"converge": window(writes, 11), "idle": window(idle_writes, 120), "burst": window(0, 5),
+               "latency": window(0, 5)},
+        latency_idle=idle or [0.1, 0.2], latency_burst=burst or [0.3], hist_idle=hist, hist_burst=hist,
+        load=[1.0, 1.0, 1.0],
+    )  # fmt: skip
+
+
+def test_targets_pass_and_fail_on_the_numbers() -> None:
+    # DorisClusters only: 50 MiB + 0.3 MiB per cluster; all kinds: 59.3 + 0.704 per cluster
+    good = [_scale(1, 50.3), _scale(50, 65.0, writes=700, cpu=2.0), _scale(200, 110.0)]
+    good += [_scale(200, 200.0, all_kinds=True), _scale(1, 60.0, all_kinds=True)]
+    rows = {
+        r["target"].split(" (")[0]: r for r in scale.evaluate(good, None) if "all kinds" not in r["target"]
+    }
+    for r in scale.evaluate(good, None):
+        if "with all kinds" in r["target"]:
+            assert r["verdict"] == "**FAIL**", r  # 59.3 MiB base, 0.704 MiB per cluster
+    assert rows["base RSS <= 55 MiB"]["ours"] == "50.0 MiB"
+    assert rows["RSS growth <= 0.39 MiB per DorisCluster"]["ours"] == "0.300 MiB"
+    assert rows["base RSS <= 55 MiB"]["verdict"] == "**PASS**"
+    assert rows["RSS growth <= 0.39 MiB per DorisCluster"]["verdict"] == "**PASS**"
+    assert rows["CPU to converge 50 clusters <= 1.5 x 1.5 s"]["verdict"] == "**PASS**"
+    assert rows["writes to converge 50 clusters <= 1.0 x 721"]["verdict"] == "**PASS**"
+    idle = next(r for r in scale.evaluate(good, None) if r["target"].startswith("0 writes per idle"))
+    assert idle["verdict"] == "**PASS**"
+    assert rows["500 clusters converge"]["verdict"] == "not measured"
+
+    bad = [_scale(1, 80.0), _scale(50, 110.0, writes=953, cpu=4.0, burst=[0.5])]
+    bad += [_scale(200, 200.0, all_kinds=True, idle_writes=2), _scale(1, 90.0, all_kinds=True)]
+    verdicts = [(r["target"], r["verdict"]) for r in scale.evaluate(bad, None)]
+    failed = {t.split(" (")[0] for t, v in verdicts if v == "**FAIL**"}
+    assert failed >= {
+        "base RSS <= 55 MiB",
+        "RSS growth <= 0.39 MiB per DorisCluster",
+        "CPU to converge 50 clusters <= 1.5 x 1.5 s",
+        "writes to converge 50 clusters <= 1.0 x 721",
+        "0 writes per idle minute, all four kinds, 200 clusters",
+        "burst p99 <= 2 x idle p99",
+    }, verdicts
