@@ -1191,6 +1191,11 @@ def code_label() -> str:
     return f"`{head}`" + (" with uncommitted changes under src/" if dirty else "")
 
 
+def _codes(args: argparse.Namespace) -> list[str]:
+    own = [] if args.render_only else [args.code_label or code_label()]
+    return list(dict.fromkeys([c for _, c in args.included if c] + own))
+
+
 def render(scales: list[Scale], single: Single | None, args: argparse.Namespace, info: dict[str, str]) -> str:
     when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     counts = sorted({s.clusters for s in scales})
@@ -1199,7 +1204,7 @@ def render(scales: list[Scale], single: Single | None, args: argparse.Namespace,
         "",
         f"## Scale: {', '.join(str(n) for n in counts)} DorisClusters ({when})",
         "",
-        f"Code: {args.code_label or code_label()}. "
+        f"Code: {'; '.join(_codes(args))}. "
         f"Machine: {info['nproc']} x "
         f"{info['cpu']}, {info['memory']}, Python {info['python']} (kopf {info['kopf']}, lightkube "
         f"{info['lightkube']}), Kubernetes {info['kubernetes']}. Load average (1 min) at the start: "
@@ -1209,14 +1214,17 @@ def render(scales: list[Scale], single: Single | None, args: argparse.Namespace,
         "",
         "```sh",
         *[c for c, _ in args.included],
-        _command(),
+        *([] if args.render_only else [_command()]),
         "```",
         *(
             [
                 "",
-                "(The first command"
-                + (f"s' ({len(args.included)})" if len(args.included) > 1 else "'s")
-                + " results, from `--json`, are included by the last one's `--include`.)",
+                "(Each command wrote its results with `--json`; "
+                + (
+                    "this report combines them: `bench/scale.py --render-only --include <json> ...`.)"
+                    if args.render_only
+                    else "the last one includes the earlier ones' with `--include`.)"
+                ),
             ]
             if args.included
             else []
@@ -1479,6 +1487,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="a previous run's --json: its results are reported with this run's (repeatable)",
     )
     p.add_argument("--code-label", default="", help="what code this is (default: git HEAD)")
+    p.add_argument("--render-only", action="store_true", help="run nothing: report the --include'd results")
     args = p.parse_args(argv)
     args.cluster_counts = [int(x) for x in args.clusters.split(",") if x.strip()]
     if not args.cluster_counts or min(args.cluster_counts) < 1:
@@ -1516,7 +1525,8 @@ def main(argv: list[str] | None = None) -> int:
     info = bc.machine()
     args.load_start = os.getloadavg()[0]
     log(f"machine: {info}; load average {os.getloadavg()}")
-    localcluster.ensure_binaries()
+    if not args.render_only:
+        localcluster.ensure_binaries()
     scales: list[Scale] = []
     single: Single | None = None
     args.included = []
@@ -1528,12 +1538,15 @@ def main(argv: list[str] | None = None) -> int:
         scales.extend(Scale(**d) for d in prev["scales"])
         if prev.get("single"):
             single = Single(**prev["single"])
-    args.load_starts.append(args.load_start)
+    if not args.render_only:
+        args.load_starts.append(args.load_start)
     failed = False
     with _log_dir(args.log_dir) as log_dir:
         args.log_dir = log_dir
         try:
-            if args.runs > 0 or args.scale_in_runs > 0:
+            if args.render_only:
+                pass
+            elif args.runs > 0 or args.scale_in_runs > 0:
                 new = run_single(args)  # its parts replace an included run's
                 if single is not None:
                     new.runs = new.runs or single.runs
@@ -1542,10 +1555,12 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     new.errors = single.errors + new.errors
                 single = new
-            for all_kinds in args.modes:
+                dump_json(args, info, scales, single, True)
+            for all_kinds in [] if args.render_only else args.modes:
                 for n in args.cluster_counts:
                     scales.append(run_scale(n, all_kinds, args))
                     log(f"--- {n} done in {scales[-1].wall_s:.0f}s")
+                    dump_json(args, info, scales, single, True)  # partial: "failed" until the end
         except (BenchError, localcluster.ClusterError, subprocess.CalledProcessError, AssertionError) as err:
             failed = True
             log(f"FAILED: {err}")
@@ -1553,32 +1568,35 @@ def main(argv: list[str] | None = None) -> int:
                 log(
                     f"last lines of {f.name}:\n" + "\n".join(f.read_text(errors="replace").splitlines()[-20:])
                 )
+    dump_json(args, info, scales, single, failed)
     section = render(scales, single, args, info)
     if args.out:
         write_report(args.out, section)
         log(f"wrote {args.out}")
     else:
         print(section)
-    if args.json:
-        args.json.write_text(
-            json.dumps(
-                {
-                    "machine": info,
-                    "command": _command(),
-                    "commands": [c for c, _ in args.included] + [_command()],
-                    "code": args.code_label or code_label(),
-                    "load_start": args.load_start,
-                    "go_reference": GO,
-                    "targets": evaluate(scales, single),
-                    "single": asdict(single) if single else None,
-                    "scales": [asdict(s) for s in scales],
-                    "failed": failed,
-                },
-                indent=2,
-            )
-            + "\n"
-        )
     return 1 if failed else 0
+
+
+def dump_json(
+    args: argparse.Namespace, info: dict[str, str], scales: list[Scale], single: Single | None, failed: bool
+) -> None:
+    """The raw results so far (included runs too); written after every scale point."""
+    if not args.json:
+        return
+    doc = {
+        "machine": info,
+        "command": _command(),
+        "commands": [c for c, _ in args.included] + ([] if args.render_only else [_command()]),
+        "code": args.code_label or code_label(),
+        "load_start": args.load_start,
+        "go_reference": GO,
+        "targets": evaluate(scales, single),
+        "single": asdict(single) if single else None,
+        "scales": [asdict(s) for s in scales],
+        "failed": failed,
+    }
+    args.json.write_text(json.dumps(doc, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -201,3 +201,30 @@ def test_targets_pass_and_fail_on_the_numbers() -> None:
         "0 writes per idle minute, all four kinds, 200 clusters",
         "burst p99 <= 2 x idle p99",
     }, verdicts
+
+
+def test_render_only_combines_runs_from_their_json(tmp_path: Path) -> None:
+    def run(path: Path, scales: list[scale.Scale], command: str) -> None:
+        doc = {"command": command, "code": "`abc1234`", "load_start": 3.5, "single": None}
+        path.write_text(json.dumps({**doc, "scales": [scale.asdict(s) for s in scales]}))
+
+    run(tmp_path / "a.json", [_scale(1, 60.0, all_kinds=True)], "python bench/scale.py --with-all-kinds")
+    run(tmp_path / "b.json", [_scale(1, 50.3), _scale(50, 65.0, writes=800)], "python bench/scale.py")
+    md = tmp_path / "benchmarks.md"
+    md.write_text("# Benchmarks\n\nkept\n")
+    argv = ["--render-only", "--include", str(tmp_path / "a.json"), "--include", str(tmp_path / "b.json")]
+    assert scale.main([*argv, "--out", str(md), "--json", str(tmp_path / "all.json")]) == 0
+    text = md.read_text()
+    assert text.startswith("# Benchmarks\n\nkept\n")
+    assert "python bench/scale.py --with-all-kinds\npython bench/scale.py\n```" in text
+    assert "writes to converge 50 clusters <= 1.0 x 721 | 721 | 800 | **FAIL**" in text
+    combined = json.loads((tmp_path / "all.json").read_text())
+    assert [(s["clusters"], s["all_kinds"]) for s in combined["scales"]] == [
+        (1, True),
+        (1, False),
+        (50, False),
+    ]
+    assert combined["commands"] == ["python bench/scale.py --with-all-kinds", "python bench/scale.py"]
+    # a second rendering replaces the section instead of adding one
+    assert scale.main([*argv, "--out", str(md)]) == 0
+    assert md.read_text().count(scale.BEGIN_MARK) == 1
