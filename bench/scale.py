@@ -1101,7 +1101,8 @@ def evaluate(scales: list[Scale], single: Single | None) -> list[dict[str, str]]
 
     for all_kinds in (False, True):
         series = sorted(
-            (s for s in scales if s.all_kinds == all_kinds and s.clusters <= 200), key=lambda s: s.clusters
+            (s for s in scales if s.all_kinds == all_kinds and s.clusters <= 200 and s.ready_s is not None),
+            key=lambda s: s.clusters,
         )
         label = "with all kinds" if all_kinds else "DorisClusters only"
         f = fit([(s.clusters, _mib(s.rss_idle_kib)) for s in series])
@@ -1141,7 +1142,13 @@ def evaluate(scales: list[Scale], single: Single | None) -> list[dict[str, str]]
     all200 = next((s for s in scales if s.clusters == 200 and s.all_kinds), None)
     if all200 is not None:
         per_min = all200.op("idle", "writes") * 60 / all200.audit["idle"]["seconds"]
-        add("0 writes per idle minute, all four kinds, 200 clusters", "-", f"{per_min:.1f}", per_min == 0)
+        converged = all200.ready_s is not None
+        add(
+            "0 writes per idle minute, all four kinds, 200 clusters",
+            "-",
+            f"{per_min:.1f}" + ("" if converged else " (not converged: not idle)"),
+            per_min == 0 if converged or per_min == 0 else None,
+        )
     else:
         add("0 writes per idle minute, all four kinds, 200 clusters", "-", "-", None)
     for s in scales:
@@ -1150,8 +1157,8 @@ def evaluate(scales: list[Scale], single: Single | None) -> list[dict[str, str]]
         add(
             f"burst p99 <= 2 x idle p99 ({s.clusters} clusters{', all kinds' if s.all_kinds else ''})",
             "-",
-            f"{_ms(p_burst)} ms vs {_ms(p_idle)} ms",
-            ok,
+            f"{_ms(p_burst)} ms vs {_ms(p_idle)} ms" + ("" if s.ready_s is not None else " (not converged)"),
+            ok if s.ready_s is not None else None,
         )
     big = [s for s in scales if s.clusters >= 500]
     for s in big:
@@ -1269,7 +1276,10 @@ def render(scales: list[Scale], single: Single | None, args: argparse.Namespace,
             f"{' / '.join(f'{x:.1f}' for x in s.load)} | {'; '.join(s.errors) or 'none'} |"
         )
     for all_kinds in (False, True):
-        series = sorted((s for s in scales if s.all_kinds == all_kinds), key=lambda s: s.clusters)
+        series = sorted(
+            (s for s in scales if s.all_kinds == all_kinds and s.ready_s is not None),
+            key=lambda s: s.clusters,
+        )  # only the points that converged: the others' memory is not a steady state
         for label, pts in (
             ("VmRSS at idle", [(s.clusters, _mib(s.rss_idle_kib)) for s in series]),
             ("VmHWM", [(s.clusters, _mib(s.hwm_kib)) for s in series]),

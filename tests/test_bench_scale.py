@@ -202,6 +202,13 @@ def test_targets_pass_and_fail_on_the_numbers() -> None:
         "burst p99 <= 2 x idle p99",
     }, verdicts
 
+    # a scale point that did not converge in time is not idle: no verdict on its idle writes or burst
+    stuck = _scale(200, 300.0, all_kinds=True, idle_writes=50)
+    stuck.ready_s = None
+    rows = {r["target"]: r for r in scale.evaluate([stuck], None)}
+    assert rows["0 writes per idle minute, all four kinds, 200 clusters"]["verdict"] == "not measured"
+    assert rows["burst p99 <= 2 x idle p99 (200 clusters, all kinds)"]["verdict"] == "not measured"
+
 
 def test_render_only_combines_runs_from_their_json(tmp_path: Path) -> None:
     def run(path: Path, scales: list[scale.Scale], command: str) -> None:
