@@ -715,9 +715,13 @@ class LocalCluster:
         stop_timeout: float = 15.0,
         verbosity: int = 0,
         controller_manager_args: Sequence[str] = (),
+        audit_log: str | Path | None = None,
+        pods_per_node: int = 110,
     ) -> None:
         if not 1 <= nodes <= 20:
             raise ValueError("nodes must be between 1 and 20")
+        if not 1 <= pods_per_node <= 1000:
+            raise ValueError("pods_per_node must be between 1 and 1000")
         self._own_state_dir = state_dir is None
         self.state_dir = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="localcluster-"))
         self.nodes = nodes
@@ -727,6 +731,10 @@ class LocalCluster:
         self.stop_timeout = stop_timeout
         self.verbosity = verbosity
         self.controller_manager_args = list(controller_manager_args)  # extra flags, after ours
+        self.audit_log = Path(audit_log).resolve() if audit_log else None
+        """Opt-in apiserver audit log (JSON lines, level Metadata, no RequestReceived stage): who sent
+        which request, for benchmarks (bench/scale.py). Off by default."""
+        self.pods_per_node = pods_per_node  # each fake node's allocatable pods
         self.bin_dir: Path | None = None
         self.server = ""
         self.kubeconfig = self.state_dir / "kubeconfig"
@@ -1024,6 +1032,26 @@ class LocalCluster:
             "--profiling=false",
             "--enable-priority-and-fairness=false",
             f"--v={self.verbosity}",
+            *self._audit_args(),
+        ]
+
+    def _audit_args(self) -> list[str]:
+        if self.audit_log is None:
+            return []
+        policy = self.state_dir / "config" / "audit-policy.yaml"
+        doc = {
+            "apiVersion": "audit.k8s.io/v1",
+            "kind": "Policy",
+            "omitStages": ["RequestReceived"],
+            "rules": [{"level": "Metadata"}],
+        }
+        policy.write_text(yaml.safe_dump(doc, sort_keys=False))
+        self.audit_log.parent.mkdir(parents=True, exist_ok=True)
+        return [
+            f"--audit-policy-file={policy}",
+            f"--audit-log-path={self.audit_log}",
+            "--audit-log-format=json",
+            "--audit-log-mode=blocking",  # each event written before the response: nothing left unflushed
         ]
 
     def _kcm_args(self, pki: dict[str, Path]) -> list[str]:
@@ -1130,7 +1158,12 @@ class LocalCluster:
 
     def _create_nodes(self) -> None:
         for i, name in enumerate(self.node_names):
-            resources = {"cpu": "64", "memory": "256Gi", "pods": "110", "ephemeral-storage": "1Ti"}
+            resources = {
+                "cpu": "64",
+                "memory": "256Gi",
+                "pods": str(self.pods_per_node),
+                "ephemeral-storage": "1Ti",
+            }
             node = {
                 "apiVersion": "v1",
                 "kind": "Node",
