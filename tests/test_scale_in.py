@@ -289,10 +289,13 @@ def test_the_statefulset_shrinks_soon_after_doris_drops_the_drained_be(
     wait_ready(kubectl, ns)
     driver.wait_registered(3, 4)
     (leaving,) = registered(driver, 3)
+    # the last BE to register may still be empty (Ready comes before the balancer fills it): an empty
+    # BE drains at once, and there would be no drain to follow
+    eventually(lambda: int(backends(driver)[leaving]["TabletNum"]) > 5, 90, what="the leaving BE's data")
     with BePodGuard(kube_cluster.kubeconfig, ns, driver) as guard:
         kubectl.patch(ns, '{"spec":{"beSpec":{"replicas":3}}}')
         eventually(lambda: backends(driver)[leaving]["SystemDecommissioned"] == "true", 30, 0.2)
-        assert int(backends(driver)[leaving]["TabletNum"]) > 5  # a drain of several seconds ahead
+        assert int(backends(driver)[leaving]["TabletNum"]) > 2  # a drain of several seconds ahead
         eventually(lambda: leaving not in backends(driver), 90, 0.1, what="Doris dropping the drained BE")
         dropped = time.monotonic()
         eventually(lambda: sts_replicas(kubectl, ns) == 3, 60, 0.2, what="the StatefulSet shrunk")
