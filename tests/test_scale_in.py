@@ -240,6 +240,9 @@ def test_raising_replicas_again_cancels_the_decommission(kubectl: Kubectl, start
     wait_ready(kubectl, ns)
     driver.wait_registered(3, 4)
     (last,) = registered(driver, 3)
+    # a drain long enough to cancel: the last BE registered may still be empty (Ready comes before the
+    # balancer fills it), and an empty BE is dropped as soon as it is decommissioned
+    eventually(lambda: int(backends(driver)[last]["TabletNum"]) > 5, 90, what="the leaving BE's data")
     kubectl.patch(ns, '{"spec":{"beSpec":{"replicas":3}}}')
     eventually(lambda: backends(driver)[last]["SystemDecommissioned"] == "true", 30)
     kubectl.patch(ns, '{"spec":{"beSpec":{"replicas":4}}}')
