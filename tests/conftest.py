@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -34,6 +35,26 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             localcluster.ensure_binaries()
             if "metrics_server" in fixtures:
                 METRICS_SERVER.ensure()
+
+
+LOG_TAIL_LINES = 40
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed test that ran an operator (or another process logging under its ``tmp_path``) reports
+    the end of each log too: CI keeps only what pytest prints."""
+    report = yield
+    tmp = getattr(item, "funcargs", {}).get("tmp_path")
+    if not report.failed or tmp is None:
+        return report
+    for log in sorted(Path(tmp).glob("**/*.log"))[:3]:
+        with contextlib.suppress(OSError):
+            lines = log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+            report.sections.append((f"end of {log.name}", "\n".join(lines)))
+    return report
 
 
 @pytest.fixture(scope="session")

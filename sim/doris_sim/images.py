@@ -387,11 +387,15 @@ class ImageDriver:
     # -- tests ---------------------------------------------------------------------------------
 
     def wait_registered(self, n_fe: int, n_be: int, timeout: float = 60.0) -> None:
-        """Wait until the FE server shows ``n_fe`` alive frontends and ``n_be`` alive backends (BE + CN)."""
+        """Wait until the FE server shows ``n_fe`` alive frontends and ``n_be`` alive backends (BE + CN),
+        and the pass of the pods' loop that made them so has ended (its data set loaded, if due)."""
         deadline = time.monotonic() + timeout
         while True:
             counts = self._alive_counts()
             if counts == (n_fe, n_be):
+                # The loop thread makes a node alive and then, in the same pass, loads the data set:
+                # a barrier on that thread lets that pass finish, so the tablets are there too.
+                self._call_in_loop(lambda: None)
                 return
             if time.monotonic() > deadline:
                 raise TimeoutError(
