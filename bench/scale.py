@@ -259,6 +259,30 @@ def start_operator(
     return op.start()
 
 
+@contextlib.contextmanager
+def profiled(op: Operator, path: Path | None) -> Iterator[None]:
+    """``--profile``: py-spy samples the operator (every thread, idle frames left out) until the scale
+    point ends, into ``path`` as collapsed stacks (one line per stack: frames;...;frame count)."""
+    if path is None or op.proc is None:
+        yield
+        return
+    spy = os.environ.get("PY_SPY") or "py-spy"
+    proc = subprocess.Popen(
+        [spy, "record", "--format", "raw", "--rate", "100", "--pid", str(op.proc.pid), "-o", str(path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log(f"profile: {path}")
+
+
 # --------------------------------------------------------------------------------------------
 # The apiserver's audit log
 # --------------------------------------------------------------------------------------------
@@ -724,6 +748,7 @@ def run_scale(n: int, all_kinds: bool, args: argparse.Namespace) -> Scale:
         watches = start_watches(cluster, tracker, kinds, stack)
         op = start_operator(cluster, args.log_dir, tag, args)
         stack.callback(op.stop)
+        stack.enter_context(profiled(op, args.log_dir / f"pyspy-{tag}.txt" if args.profile else None))
         api = Api(cluster)
 
         def check() -> None:
@@ -1504,6 +1529,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="append",
         default=[],
         help="a previous run's --json: its results are reported with this run's (repeatable)",
+    )
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample the operator with py-spy (PY_SPY or on PATH) into --log-dir/pyspy-<point>.txt",
     )
     p.add_argument("--code-label", default="", help="what code this is (default: git HEAD)")
     p.add_argument("--render-only", action="store_true", help="run nothing: report the --include'd results")

@@ -126,6 +126,22 @@ def test_the_clear_text_server_does_get_the_password_from_an_unguarded_client() 
     assert PASSWORD.encode() in server.received
 
 
+def test_a_server_offering_tls_gets_no_tls_and_no_password_without_enable_ssl() -> None:
+    """A server (or whoever answers in its place) that offers TLS does not get a TLS session without
+    enable_ssl: over one, with no certificate to check, the clear-text guard would let the password go."""
+    server = ClearTextServer(capabilities=CAPABILITIES | SSL_CAPABILITY)
+    try:
+        with pytest.raises(DorisError) as err:
+            DorisClient.connect("127.0.0.1", server.port, Credentials("root", PASSWORD), Timeouts(5, 5, 5))
+    finally:
+        server.close()
+    assert server.switched.is_set(), "the first answer was a full login, not a request to start TLS"
+    flags = struct.unpack("<I", server.received[4:8])[0]
+    assert not flags & SSL_CAPABILITY and b"root\x00" in server.received
+    assert err.value.code == CLEAR_TEXT_REFUSED
+    assert PASSWORD.encode() not in server.received
+
+
 @pytest.mark.parametrize("plugin", [b"sha256_password", b"dialog"])
 def test_other_plugins_revealing_the_password_are_refused_over_plain_tcp(plugin: bytes) -> None:
     server = ClearTextServer(switch_to=plugin)

@@ -683,9 +683,13 @@ class DorisClient:
     ) -> DorisClient:
         """Connect and log in.  ``tls`` (fe.conf ``enable_ssl = true``): TLS is required, the login
         happens inside it.  Without TLS the password only goes out as mysql_native_password's
-        scramble: a server asking for it in clear text (or RSA-encrypted to its own key) is refused."""
+        scramble: a server asking for it in clear text (or RSA-encrypted to its own key) is refused.
+        Without ``tls`` no TLS is negotiated either (PyMySQL's default is to try it when the server offers
+        it): over TLS with an unverified certificate the guards above would hand the password to whoever
+        answered, and the default context costs a CA bundle load per connection (a quarter of the
+        operator's CPU at 50 clusters: docs/benchmarks.md)."""
         timeouts = timeouts or Timeouts()
-        extra: dict[str, Any] = {"ssl": tls_context()} if tls else {}
+        extra: dict[str, Any] = {"ssl": tls_context()} if tls else {"ssl_disabled": True}
         with _translated_errors():
             connection = pymysql.connect(
                 host=host,
