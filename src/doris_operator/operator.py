@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import socket
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,17 @@ if TYPE_CHECKING:  # the webhook (and cryptography) is imported only when it is 
     from .webhook.server import WebhookOptions, WebhookServer
 
 log = logging.getLogger("doris_operator")
+
+
+class NoDiffBase(kopf.AnnotationsDiffBaseStorage):
+    """kopf builds the diff base of every object at every watch event (a deep copy of it, then one more
+    to strip its progress), but only create/update/resume handlers read it, and the operator has none
+    (indexes and on.event only): 14% of its CPU while 50 clusters converge (docs/benchmarks.md)."""
+
+    def build(
+        self, *, body: kopf.Body, extra_fields: Iterable[kopf.FieldSpec] | None = None
+    ) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
 
 
 @dataclass
@@ -61,7 +73,7 @@ def _settings() -> kopf.OperatorSettings:
     # The operator keeps no state in the objects: no kopf progress or diff-base annotations, no
     # finalizers (none of its handlers needs one), no kopf Events (it records its own).
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="doris.apache.org")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+    settings.persistence.diffbase_storage = NoDiffBase(
         prefix="doris.apache.org", key="last-handled-configuration"
     )
     settings.persistence.finalizer = "doris.apache.org/finalizer"
