@@ -261,14 +261,26 @@ def start_operator(
 
 @contextlib.contextmanager
 def profiled(op: Operator, path: Path | None) -> Iterator[None]:
-    """``--profile``: py-spy samples the operator (every thread, idle frames left out) until the scale
-    point ends, into ``path`` as collapsed stacks (one line per stack: frames;...;frame count)."""
+    """``--profile``: py-spy samples the operator (the thread holding the GIL: where its CPU goes) until
+    the scale point ends, into ``path`` as collapsed stacks (one line per stack: frames;...;count)."""
     if path is None or op.proc is None:
         yield
         return
     spy = os.environ.get("PY_SPY") or "py-spy"
     proc = subprocess.Popen(
-        [spy, "record", "--format", "raw", "--rate", "100", "--pid", str(op.proc.pid), "-o", str(path)],
+        [
+            spy,
+            "record",
+            "--gil",
+            "--format",
+            "raw",
+            "--rate",
+            "100",
+            "--pid",
+            str(op.proc.pid),
+            "-o",
+            str(path),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
