@@ -37,7 +37,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
                 METRICS_SERVER.ensure()
 
 
-LOG_TAIL_LINES = 40
+LOG_TAIL_LINES = 30
 
 
 @pytest.hookimpl(wrapper=True)
@@ -50,7 +50,7 @@ def pytest_runtest_makereport(
     tmp = getattr(item, "funcargs", {}).get("tmp_path")
     if not report.failed or tmp is None:
         return report
-    for log in sorted(Path(tmp).glob("**/*.log"))[:3]:
+    for log in sorted(Path(tmp).glob("**/*.log"))[:2]:
         with contextlib.suppress(OSError):
             lines = log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
             report.sections.append((f"end of {log.name}", "\n".join(lines)))

@@ -454,6 +454,8 @@ class Kube:
             )
             return
         prior = self.events.written(key)
+        # the log tells the same story as the Events (which hold no credentials either)
+        log.info("%s %s on %s %s/%s: %s", event_type, reason, kind, meta["namespace"], meta["name"], message)
         try:
             if prior is not None and await self._repeat(prior, meta["namespace"], now):
                 self.events.remember(key, prior.name, prior.count + 1)
