@@ -318,9 +318,10 @@ def test_cli_prints_its_address_and_stops_on_sigterm(
         def registered() -> list[Backend]:
             with DorisClient.connect(host, int(port), Credentials()) as client:
                 backends = client.show_backends()
-            return backends if len(backends) == 3 and all(b.alive for b in backends) else []
+            up = len(backends) == 3 and all(b.alive for b in backends)
+            return backends if up and any(b.tablet_num for b in backends) else []  # the data set follows
 
-        up = eventually(registered, 60, what="3 BEs alive via the CLI")
+        up = eventually(registered, 60, what="3 BEs alive via the CLI, and the data set made")
         assert {b.tablet_num for b in up} == {7}
         assert all(b.host.endswith(f".{ns}.svc.corp.local") for b in up)
         proc.send_signal(signal.SIGTERM)

@@ -20,9 +20,11 @@ MySQL on 127.0.0.1 in place of ``{cluster}-fe-service:9030`` (``../shared/refere
   ``SHOW BACKENDS`` lists it already, ``MODIFY BACKEND ... SET ("disable_query" = "false","disable_load"
   ="false")``; broker ``ADD BROKER broker001`` unless registered. A registered FE starts at once (its
   doris-meta holds its role).
-* Data: once every BE pod is registered and alive (at least one), ``tablets_per_be * BEs /
-  replication_num`` tablets of ``replication_num`` replicas are created, so each of those BEs holds
-  ``tablets_per_be`` replicas; BEs added later start empty and the balancer fills them.
+* Data: once every BE pod is registered and alive (at least one), and the set of BE pods has stayed
+  the same for ``DATA_SETTLE`` seconds (a StatefulSet's pods show up one by one: a user creates tables
+  once the cluster is up, not between two of its pods), ``tablets_per_be * BEs / replication_num``
+  tablets of ``replication_num`` replicas are created, so each of those BEs holds ``tablets_per_be``
+  replicas; BEs added later start empty and the balancer fills them.
 * A BE whose storage is not on a PersistentVolumeClaim (no PVC mounted under
   ``/opt/apache-doris/be/storage``: emptyDir or the container's own filesystem) comes back empty in a
   new pod: its replicas are gone and the tablet scheduler re-replicates them. ``ephemeral_storage``
@@ -66,6 +68,8 @@ DEFAULT_ELECT_NUMBER = 3
 """fe_entrypoint.sh's default when ``ELECT_NUMBER`` is unset."""
 
 BROKER_NAME = "broker001"
+DATA_SETTLE = 1.0
+"""Seconds the set of BE pods stays the same, every one alive, before the data set is created."""
 """The name broker_entrypoint.sh registers every broker under."""
 
 CONFIGMAP_MOUNT_PATH = "/etc/doris"
@@ -258,6 +262,9 @@ class ImageDriver:
         self._fe_conf: dict[str, dict[str, str]] = {}  # ConfigMap name -> fe.conf
         self._bootstrapped = False
         self._data_loaded = tablets_per_be <= 0
+        self._be_set: tuple[str, ...] = ()
+        self._be_set_since = 0.0
+        self._settle_timer: asyncio.TimerHandle | None = None
         self._pinned: str | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -388,14 +395,11 @@ class ImageDriver:
 
     def wait_registered(self, n_fe: int, n_be: int, timeout: float = 60.0) -> None:
         """Wait until the FE server shows ``n_fe`` alive frontends and ``n_be`` alive backends (BE + CN),
-        and the pass of the pods' loop that made them so has ended (its data set loaded, if due)."""
+        and the data set is there if it is due (every BE pod alive: it follows within ``DATA_SETTLE``)."""
         deadline = time.monotonic() + timeout
         while True:
             counts = self._alive_counts()
-            if counts == (n_fe, n_be):
-                # The loop thread makes a node alive and then, in the same pass, loads the data set:
-                # a barrier on that thread lets that pass finish, so the tablets are there too.
-                self._call_in_loop(lambda: None)
+            if counts == (n_fe, n_be) and not self._data_pending():
                 return
             if time.monotonic() > deadline:
                 raise TimeoutError(
@@ -448,6 +452,17 @@ class ImageDriver:
 
         loop.call_soon_threadsafe(call)
         done.wait(10)
+
+    def _data_pending(self) -> bool:
+        """Every BE pod is alive but the data set is not made yet (asked on the loop's thread)."""
+        answer: list[bool] = []
+        self._call_in_loop(lambda: answer.append(not self._data_loaded and self._all_bes_alive()))
+        return bool(answer and answer[0])
+
+    def _all_bes_alive(self) -> bool:
+        be_pods = [p for p in self._pods.values() if p.comp == "be"]
+        alive = [n for n in self._nodes.values() if n.comp == "be" and n.alive]
+        return bool(alive) and len(alive) >= len(be_pods)
 
     def _alive_counts(self) -> tuple[int, int]:
         counts = []
@@ -544,10 +559,18 @@ class ImageDriver:
         """Create the data set once every BE pod is registered and alive."""
         if self._data_loaded:
             return
-        be_pods = [p for p in self._pods.values() if p.comp == "be"]
-        alive = [n for n in self._nodes.values() if n.comp == "be" and n.alive]
-        if not alive or len(alive) < len(be_pods):
+        now = time.monotonic()
+        be_set = tuple(sorted(p.name for p in self._pods.values() if p.comp == "be"))
+        if be_set != self._be_set:
+            self._be_set, self._be_set_since = be_set, now
+        if not self._all_bes_alive():
             return
+        wait = self._be_set_since + DATA_SETTLE - now
+        if wait > 0:
+            if self._settle_timer is None and self._loop is not None:
+                self._settle_timer = self._loop.call_later(wait, self._settled)
+            return
+        alive = [n for n in self._nodes.values() if n.comp == "be" and n.alive]
         replicas = min(self.cluster.replication_num, len(alive))
         count = self.tablets_per_be * len(alive) // replicas
         try:
@@ -557,6 +580,10 @@ class ImageDriver:
             return
         log.info("created %d tablets of %d replicas on %d BEs", count, replicas, len(alive))
         self._data_loaded = True
+
+    def _settled(self) -> None:
+        self._settle_timer = None
+        self._load_data()
 
     def _execute(self, pod: _Pod, sql: str) -> None:
         log.info("%s: %s", pod.name, sql)
