@@ -68,9 +68,10 @@ DEFAULT_ELECT_NUMBER = 3
 """fe_entrypoint.sh's default when ``ELECT_NUMBER`` is unset."""
 
 BROKER_NAME = "broker001"
+"""The name broker_entrypoint.sh registers every broker under."""
+
 DATA_SETTLE = 1.0
 """Seconds the set of BE pods stays the same, every one alive, before the data set is created."""
-"""The name broker_entrypoint.sh registers every broker under."""
 
 CONFIGMAP_MOUNT_PATH = "/etc/doris"
 BE_STORAGE_PREFIX = "/opt/apache-doris/be/storage"
