@@ -46,6 +46,7 @@ import json
 import math
 import os
 import shlex
+import shutil
 import signal
 import ssl
 import statistics
@@ -266,7 +267,9 @@ def profiled(op: Operator, path: Path | None) -> Iterator[None]:
     if path is None or op.proc is None:
         yield
         return
-    spy = os.environ.get("PY_SPY") or "py-spy"
+    spy = os.environ.get("PY_SPY") or shutil.which("py-spy")
+    if not spy:
+        raise BenchError("--profile needs py-spy: pip install py-spy, or set PY_SPY to its path")
     proc = subprocess.Popen(
         [
             spy,
