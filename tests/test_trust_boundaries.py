@@ -99,16 +99,22 @@ class ClearTextServer:
         self.sock.close()
 
 
-def test_clear_text_auth_over_plain_tcp_is_refused_and_the_password_never_sent() -> None:
-    server = ClearTextServer()
+def _refused_login(server: ClearTextServer) -> DorisError:
+    """Log in to ``server`` as the operator does; the DorisError it must end with."""
     try:
         with pytest.raises(DorisError) as err:
             DorisClient.connect("127.0.0.1", server.port, Credentials("root", PASSWORD), Timeouts(5, 5, 5))
     finally:
         server.close()
+    return err.value
+
+
+def test_clear_text_auth_over_plain_tcp_is_refused_and_the_password_never_sent() -> None:
+    server = ClearTextServer()
+    error = _refused_login(server)
     assert server.switched.is_set(), "the server never got to ask for clear text"
-    assert err.value.code == CLEAR_TEXT_REFUSED
-    assert "mysql_clear_password" in err.value.detail and "unencrypted" in err.value.detail
+    assert error.code == CLEAR_TEXT_REFUSED
+    assert "mysql_clear_password" in error.detail and "unencrypted" in error.detail
     assert server.received, "the client sent its handshake response"
     assert PASSWORD.encode() not in server.received
 
@@ -130,27 +136,19 @@ def test_a_server_offering_tls_gets_no_tls_and_no_password_without_enable_ssl() 
     """A server (or whoever answers in its place) that offers TLS does not get a TLS session without
     enable_ssl: over one, with no certificate to check, the clear-text guard would let the password go."""
     server = ClearTextServer(capabilities=CAPABILITIES | SSL_CAPABILITY)
-    try:
-        with pytest.raises(DorisError) as err:
-            DorisClient.connect("127.0.0.1", server.port, Credentials("root", PASSWORD), Timeouts(5, 5, 5))
-    finally:
-        server.close()
+    error = _refused_login(server)
     assert server.switched.is_set(), "the first answer was a full login, not a request to start TLS"
     flags = struct.unpack("<I", server.received[4:8])[0]
     assert not flags & SSL_CAPABILITY and b"root\x00" in server.received
-    assert err.value.code == CLEAR_TEXT_REFUSED
+    assert error.code == CLEAR_TEXT_REFUSED
     assert PASSWORD.encode() not in server.received
 
 
 @pytest.mark.parametrize("plugin", [b"sha256_password", b"dialog"])
 def test_other_plugins_revealing_the_password_are_refused_over_plain_tcp(plugin: bytes) -> None:
     server = ClearTextServer(switch_to=plugin)
-    try:
-        with pytest.raises(DorisError) as err:
-            DorisClient.connect("127.0.0.1", server.port, Credentials("root", PASSWORD), Timeouts(5, 5, 5))
-    finally:
-        server.close()
-    assert err.value.code == CLEAR_TEXT_REFUSED
+    error = _refused_login(server)
+    assert error.code == CLEAR_TEXT_REFUSED
     assert PASSWORD.encode() not in server.received
 
 
