@@ -63,6 +63,17 @@ def test_seed_sample_converges_to_ready(kubectl: Kubectl, operator: Operator) ->
     table = kubectl("get", "dcr", "-n", ns)
     assert table.split("\n")[0].split()[:4] == ["NAME", "PHASE", "FE", "BE"]
     assert table.split("\n")[1].split()[:4] == ["doriscluster-sample", "Ready", "3/3", "3/3"]
+    # one "Created" Event for the new cluster, though its BEs were made in a later reconcile (after an FE)
+    created = [
+        e["message"]
+        for e in kubectl.items("events", ns)
+        if e["reason"] == "Created" and e["involvedObject"]["kind"] == "DorisCluster"
+    ]
+    assert len(created) == 1, created
+    assert created[0].startswith("created ") and all(
+        n in created[0]
+        for n in ("doriscluster-sample-fe", "doriscluster-sample-be", "doriscluster-sample-be-service")
+    ), created
 
 
 @pytest.mark.parametrize(

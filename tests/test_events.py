@@ -1,14 +1,21 @@
-"""Events aggregated: one "Created" Event per run of the executor naming what it made, and the event
-log behind Kube.event: a repeat counts on the Event written before, and a token bucket per involved
-object keeps a flapping reason from flooding the apiserver.  (Against the real apiserver:
-test_k8s_calls.py.)"""
+"""Events aggregated: one "Created" Event per run of the executor naming what it made (held while the
+plan holds creations back, so a new cluster is one Event), and the event log behind Kube.event: a repeat
+counts on the Event written before, and a token bucket per involved object keeps a flapping reason from
+flooding the apiserver.  (Against the real apiserver: test_k8s_calls.py.)"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from doris_operator.k8s import EventLog
-from doris_operator.reconcile.act import AppliedMemory, Apply, EventRecorder, Executor, created_message
+from doris_operator.reconcile.act import (
+    HOLD_CREATED,
+    AppliedMemory,
+    Apply,
+    EventRecorder,
+    Executor,
+    created_message,
+)
 from doris_operator.reconcile.status import Findings
 
 OWNER = {
@@ -101,3 +108,54 @@ def test_a_flapping_object_is_rate_limited_and_recovers() -> None:
     assert log.admit("dc") and not log.admit("dc")
     now[0] = 1000.0  # refilled, never beyond the burst
     assert sum(log.admit("dc") for _ in range(10)) == 5
+
+
+def _held_executor(
+    kube: FakeKube, now: list[float], uid: str = "u1", held: dict[Any, Any] | None = None
+) -> Executor:
+    owner = {**OWNER, "metadata": {**OWNER["metadata"], "uid": uid}}  # type: ignore[dict-item]
+    return Executor(
+        kube,  # type: ignore[arg-type]
+        AppliedMemory(),
+        EventRecorder(kube),  # type: ignore[arg-type]
+        owner,
+        Findings(),
+        held={} if held is None else held,
+        clock=lambda: now[0],
+    )
+
+
+async def test_a_new_cluster_is_one_created_event_though_its_bes_wait_for_an_fe() -> None:
+    kube, now, held = FakeKube(), [0.0], {}  # type: ignore[var-annotated]
+    await _held_executor(kube, now, held=held).run(
+        [Apply(obj("StatefulSet", "dc-fe")), Apply(obj("Service", "dc-fe-service"))], more_to_create=True
+    )
+    assert kube.events == []  # the BEs are held back: so is the Event
+    now[0] = 5.0
+    await _held_executor(kube, now, held=held).run([], more_to_create=True)  # the FE still does not answer
+    assert kube.events == []
+    await _held_executor(kube, now, held=held).run([])  # not a plan's run (a status write): no effect
+    assert kube.events == [] and held
+    now[0] = 9.0
+    await _held_executor(kube, now, held=held).run([Apply(obj("StatefulSet", "dc-be"))], more_to_create=False)
+    assert kube.events == [("Normal", "Created", "created StatefulSet dc-fe, dc-be; Service dc-fe-service")]
+    assert held == {}
+    await _held_executor(kube, now, held=held).run([Apply(obj("Service", "dc-be-service"))])
+    assert kube.events[1:] == [("Normal", "Created", "created Service dc-be-service")]  # each run its own
+
+
+async def test_a_held_created_event_is_told_after_the_hold_and_not_for_another_uid() -> None:
+    kube, now, held = FakeKube(), [0.0], {}  # type: ignore[var-annotated]
+    await _held_executor(kube, now, held=held).run([Apply(obj("StatefulSet", "dc-fe"))], more_to_create=True)
+    now[0] = HOLD_CREATED + 0.1  # the FE never answered: what was made is told anyway
+    await _held_executor(kube, now, held=held).run([], more_to_create=True)
+    assert kube.events == [("Normal", "Created", "created StatefulSet dc-fe")]
+    await _held_executor(kube, now, held=held).run([], more_to_create=True)
+    assert len(kube.events) == 1  # told once
+    await _held_executor(kube, now, held=held).run([Apply(obj("StatefulSet", "dc-fe"))], more_to_create=True)
+    now[0] += 1
+    # the DorisCluster was deleted and made again under the same name: its creations are its own
+    await _held_executor(kube, now, uid="u2", held=held).run(
+        [Apply(obj("StatefulSet", "dc-be"))], more_to_create=False
+    )
+    assert kube.events[1:] == [("Normal", "Created", "created StatefulSet dc-be")]

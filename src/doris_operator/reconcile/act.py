@@ -2,7 +2,9 @@
 :data:`Action` values; :meth:`Executor.run` carries them out in order under one field manager:
 
 - :class:`Apply`: server-side apply (skipped when the object is unchanged since our last apply, see
-  :class:`AppliedMemory`); one ``Event`` "Created" per run naming every object it made;
+  :class:`AppliedMemory`); one ``Event`` "Created" per run naming every object it made, or, while the
+  plan still holds creations back (a new cluster's BEs wait for an FE), one for all of them once they
+  are made (:class:`HeldCreated`);
 - :class:`Delete`: delete with a uid precondition (a replacement is never deleted);
 - :class:`TakeOwnership`: move other managers' fields to ours before adopting an object;
 - :class:`WriteStatus`: the status subresource, when it changed (timestamps aside); its failure is
@@ -18,7 +20,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -164,6 +167,21 @@ class Emit:
 
 Action = Apply | Delete | TakeOwnership | WriteStatus | Emit
 
+HOLD_CREATED = 60.0
+"""Seconds a "Created" Event may wait for the creations its plan held back (a new cluster's BEs wait
+for an FE to answer); after that it is recorded with what was made so far."""
+
+
+@dataclass
+class HeldCreated:
+    """Objects made by earlier runs for one owner, not yet told in an Event because the plan held other
+    creations back: one apply of a new cluster is one "Created" Event, not one per reconcile.  Kept in
+    memory only (an Event is best effort): a restart loses it, and the next creation is told alone."""
+
+    uid: str
+    since: float
+    created: list[tuple[str, str]]
+
 
 @dataclass
 class Executor:
@@ -184,12 +202,40 @@ class Executor:
     (an object is not applied over when taking over its fields failed)."""
     applied: set[tuple[str, str]] = field(default_factory=set)
     """(kind, name) of the objects this run wrote with an apply."""
+    held: dict[tuple[str, str], HeldCreated] | None = None
+    """Per owner (namespace, name), the creations not told yet (shared across reconciles); None: every
+    run tells its own."""
+    clock: Callable[[], float] = time.monotonic
 
-    async def run(self, actions: Iterable[Action]) -> None:
+    async def run(self, actions: Iterable[Action], more_to_create: bool | None = None) -> None:
+        """``more_to_create``: whether this run's plan held creations back (then the "Created" Event
+        waits for them, at most :data:`HOLD_CREATED` seconds) or not (the held ones are told now); None:
+        not a plan's run (a status write, say), which leaves the held ones alone."""
         created: list[tuple[str, str]] = []
         await self._run(actions, created)
+        if more_to_create is not None:
+            created = self._hold(created, more_to_create)
         if created:  # one Event for the run, not one per object
             await self._created(created)
+
+    def _hold(self, created: list[tuple[str, str]], more_to_create: bool) -> list[tuple[str, str]]:
+        """What to tell now: the held creations and this run's, unless more are coming (and the oldest
+        held one is younger than :data:`HOLD_CREATED`): then nothing, and they are held."""
+        if self.held is None:
+            return created
+        meta = self.owner.get("metadata") or {}
+        key, uid = (str(meta.get("namespace") or ""), str(meta.get("name") or "")), str(meta.get("uid") or "")
+        prior = self.held.pop(key, None)
+        if prior is not None and prior.uid == uid:  # another uid: a DorisCluster deleted and made again
+            created = prior.created + [c for c in created if c not in prior.created]
+        else:
+            prior = None
+        if more_to_create and created:
+            since = prior.since if prior is not None else self.clock()
+            if self.clock() - since < HOLD_CREATED:
+                self.held[key] = HeldCreated(uid, since, created)
+                return []
+        return created
 
     async def _created(self, created: list[tuple[str, str]]) -> None:
         try:

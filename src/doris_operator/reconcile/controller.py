@@ -67,6 +67,7 @@ class Controller:
         self.ctx.written.pop(key, None)
         self.ctx.rollouts.pop(key, None)
         self.ctx.waits.pop(key, None)
+        self.ctx.held_created.pop(key, None)
         lenient.forget(*key)
         export_draining(*key, {})
         self._export_phases()

@@ -33,7 +33,7 @@ from ..builders.config import resolve as resolve_config
 from ..doris.client import Credentials, DorisClient
 from ..k8s import Fence, Kube, NotLeading
 from ..metrics import export_draining
-from .act import AppliedMemory, EventRecorder, Executor, WriteStatus, digest, top_copy
+from .act import AppliedMemory, EventRecorder, Executor, HeldCreated, WriteStatus, digest, top_copy
 from .faults import FaultResult, reconcile_faults
 from .intent import Annotate, annotator
 from .members import FeAccess
@@ -69,6 +69,8 @@ class Context:
     """The watched nodes by name (failover); None: not watched, no failover."""
     waits: dict[tuple[str, str], WaitMemory] = field(default_factory=dict)
     """Per cluster, what paces the polls of a wait on Doris (:mod:`.waits`)."""
+    held_created: dict[tuple[str, str], HeldCreated] = field(default_factory=dict)
+    """Per cluster, the objects made but not yet told in a "Created" Event (its BEs wait for an FE)."""
     clock: Callable[[], float] = time.monotonic
 
 
@@ -105,7 +107,16 @@ def _now() -> str:
 
 
 def _executor(body: Obj, ctx: Context, findings: Findings) -> Executor:
-    return Executor(ctx.kube, ctx.memory, ctx.events, body, findings, written=ctx.written)
+    return Executor(
+        ctx.kube,
+        ctx.memory,
+        ctx.events,
+        body,
+        findings,
+        written=ctx.written,
+        held=ctx.held_created,
+        clock=ctx.clock,
+    )
 
 
 async def reconcile(body: Obj, children: Iterable[Obj], pods: Iterable[Obj], ctx: Context) -> Result:
@@ -241,7 +252,8 @@ async def _converge(
             replicas = _never_shrink(snap)
         plan = plan_children(snap, replicas)
         _merge(findings, plan.findings)
-        await executor.run(plan.actions)
+        held_back = any(reason == "WaitingForFE" for reason, _ in plan.findings.waiting.values())
+        await executor.run(plan.actions, more_to_create=held_back)
         if session is not None:
             try:
                 await _rollout(snap, session, findings, record, executor, ctx, annotate)
