@@ -238,6 +238,41 @@ def _trim(cache: OrderedDict[Hashable, Any], size: int) -> None:
         cache.popitem(last=False)
 
 
+SECRET_TTL = 120.0
+"""Seconds a Secret read is reused (:class:`SecretCache`)."""
+
+
+class SecretCache:
+    """Secrets read by name, reused for ``ttl`` seconds: the operator may not list or watch Secrets, and
+    every FE login (a DorisClusterAutoscaler's every 15 s, each resync's) would otherwise be a GET.  A
+    Secret found missing is not kept (it is read again next time).  Whoever finds what it got refused
+    (a login denied) calls :meth:`forget` and reads again, so a rotated password is used at once; other
+    edits (a DorisInitializer's SQL Secret) are seen within ``ttl``.  Bounded, in memory; never logged."""
+
+    def __init__(
+        self, ttl: float = SECRET_TTL, size: int = 4096, clock: Callable[[], float] = time.monotonic
+    ):
+        self.ttl, self.size, self.clock = ttl, size, clock
+        self._entries: OrderedDict[Hashable, tuple[float, dict[str, Any]]] = OrderedDict()
+
+    def get(self, namespace: str, name: str) -> dict[str, Any] | None:
+        entry = self._entries.get((namespace, name))
+        if entry is None:
+            return None
+        if self.clock() - entry[0] >= self.ttl:
+            del self._entries[(namespace, name)]
+            return None
+        return entry[1]
+
+    def put(self, namespace: str, name: str, secret: dict[str, Any]) -> None:
+        self._entries[(namespace, name)] = (self.clock(), secret)
+        self._entries.move_to_end((namespace, name))
+        _trim(self._entries, self.size)
+
+    def forget(self, namespace: str, name: str) -> None:
+        self._entries.pop((namespace, name), None)
+
+
 class Kube:
     """A thin, counted wrapper around lightkube's AsyncClient."""
 
@@ -245,6 +280,7 @@ class Kube:
         self.client = client
         self.fence = fence or Fence()
         self.events = EventLog()
+        self.secrets = SecretCache()
 
     def _write(self, verb: str, kind: str) -> None:
         self.fence.check(verb, kind)
@@ -418,20 +454,31 @@ class Kube:
         ]
 
     async def secret_data(self, name: str, namespace: str) -> dict[str, str] | None:
-        """A Secret's data (base64), or None when it doesn't exist.  Never logged."""
-        secret = await self._fetch(Secret, name, namespace, "Secret")
-        return None if secret is None else dict(secret.data or {})
+        """A Secret's data (base64), or None when it doesn't exist; read at most every
+        :data:`SECRET_TTL` seconds (:class:`SecretCache`).  Never logged."""
+        secret = await self.secret(name, namespace)
+        return None if secret is None else dict(secret["data"])
 
     async def secret(self, name: str, namespace: str) -> dict[str, Any] | None:
-        """A Secret's resourceVersion and data (base64), or None when it doesn't exist.  Never logged."""
+        """A Secret's resourceVersion and data (base64), or None when it doesn't exist; read at most
+        every :data:`SECRET_TTL` seconds (:class:`SecretCache`).  Never logged."""
+        cached = self.secrets.get(namespace, name)
+        if cached is not None:
+            return {"metadata": dict(cached["metadata"]), "data": dict(cached["data"])}
         secret = await self._fetch(Secret, name, namespace, "Secret")
         if secret is None:
             return None
         meta = secret.metadata
-        return {
+        out = {
             "metadata": {"resourceVersion": meta.resourceVersion if meta else None},
             "data": dict(secret.data or {}),
         }
+        self.secrets.put(namespace, name, out)
+        return {"metadata": dict(out["metadata"]), "data": dict(out["data"])}
+
+    def secret_refused(self, name: str, namespace: str) -> None:
+        """What the Secret held was refused (a login denied): the next read goes to the apiserver."""
+        self.secrets.forget(namespace, name)
 
     async def event(self, involved: dict[str, Any], event_type: str, reason: str, message: str) -> None:
         """A core/v1 Event on the DorisCluster, or on ``involved``'s kind when it names one (best

@@ -493,7 +493,9 @@ def fe_backends(
         async def creds() -> Credentials:
             return await credentials(dc, lambda name: kube.secret_data(name, dc.namespace))
 
-        session = FeSession(host, port, creds, tls=fe_config.flag("enable_ssl"))
+        secret = dc.spec.auth_secret
+        refused = (lambda: kube.secret_refused(secret, dc.namespace)) if secret else None
+        session = FeSession(host, port, creds, tls=fe_config.flag("enable_ssl"), refused=refused)
         try:
             return list(await session.call(lambda c: c.show_backends()))
         finally:

@@ -114,7 +114,9 @@ async def reconcile_faults(
     record: Record,
 ) -> FaultResult:
     result = FaultResult()
-    view = await read_members(dc, fe_access, credentials)
+    secret = dc.spec.auth_secret
+    refused = (lambda: kube.secret_refused(secret, dc.namespace)) if secret else None
+    view = await read_members(dc, fe_access, credentials, refused=refused)
     if not view.known:
         log.debug("%s/%s: no FE answered (%s): readiness gates unchanged", dc.namespace, dc.name, view.error)
     now = dt.datetime.now(dt.UTC)

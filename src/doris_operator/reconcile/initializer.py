@@ -888,6 +888,8 @@ class InitializerController:
             alive = sum(1 for b in backends if b.alive and not b.is_compute_node)
             log.info("initializer of %s/%s: logged in to the FE as %s", dc.namespace, dc.name, cred.user)
             return FeView(True, alive, len(backends), user=cred.user), session
+        if dc.spec.auth_secret:  # the next probe reads the authSecret again (it may have been rotated)
+            self.kube.secret_refused(dc.spec.auth_secret, dc.namespace)
         message = f"{host}:{port}: none of the credentials the operator knows is accepted ({last_error})"
         return FeView(False, error=message, denied=True), None
 

@@ -17,7 +17,16 @@ from dataclasses import dataclass, field
 from ..access import fe_endpoint_at
 from ..api.doriscluster import Component, DorisCluster
 from ..builders import names
-from ..doris.client import Backend, Broker, Credentials, DorisClient, DorisError, Frontend, Timeouts
+from ..doris.client import (
+    AccessDeniedError,
+    Backend,
+    Broker,
+    Credentials,
+    DorisClient,
+    DorisError,
+    Frontend,
+    Timeouts,
+)
 from .membership import FE_ADDRESS_ANNOTATION
 from .observed import Obj
 
@@ -128,16 +137,27 @@ async def read_members(
     fe_access: FeAccess,
     credentials: Callable[[], Awaitable[Credentials]],
     connect_timeout: float = 3.0,
+    refused: Callable[[], None] | None = None,
 ) -> MemberView:
-    """Ask the FEs in turn; the first that answers all three statements gives the view."""
+    """Ask the FEs in turn; the first that answers all three statements gives the view.  ``refused``:
+    called once when an FE denies the login, before the credentials are read again (from the
+    apiserver: :class:`~doris_operator.k8s.SecretCache`) and that FE is asked with them."""
     errors: list[str] = []
     creds: Credentials | None = None
+    timeouts = Timeouts(connect=connect_timeout, read=15, write=15)
     for host, port in fe_candidates(dc, fe_access):
         try:
             creds = creds or await credentials()
-            client = await asyncio.to_thread(
-                fe_access.connect, host, port, creds, Timeouts(connect=connect_timeout, read=15, write=15)
-            )
+            try:
+                client = await asyncio.to_thread(fe_access.connect, host, port, creds, timeouts)
+            except AccessDeniedError:
+                if refused is None:
+                    raise
+                refused()
+                refused, stale, creds = None, creds, await credentials()
+                if creds == stale:
+                    raise
+                client = await asyncio.to_thread(fe_access.connect, host, port, creds, timeouts)
         except (DorisError, OSError) as err:
             errors.append(f"{host}:{port}: {err}")
             continue

@@ -19,6 +19,7 @@ from ..builders import names
 from ..builders.pod import election_number
 from ..doris import membership
 from ..doris.client import (
+    AccessDeniedError,
     Credentials,
     DorisClient,
     DorisError,
@@ -51,8 +52,13 @@ class FeSession:
         *,
         connect: Callable[[str, int, Credentials, Timeouts | None], DorisClient] = DorisClient.connect,
         problem: str | None = None,
+        refused: Callable[[], None] | None = None,
     ) -> None:
+        """``refused``: called when the FE denies the login, before the credentials are read once more
+        (they came from a cache: :class:`~doris_operator.k8s.SecretCache`); a login with other
+        credentials is then tried once."""
         self.host, self.port, self._credentials, self.tls = host, port, credentials, tls
+        self._refused = refused
         if tls:  # every connection of the session, the master's too, over TLS (fe.conf enable_ssl)
             plain = connect
 
@@ -77,10 +83,7 @@ class FeSession:
         if self._problem is not None:
             raise UnreachableError(0, self._problem)
         if self._client is None or self._view is None:
-            creds = await self._credentials()
-            client = await asyncio.to_thread(
-                self._connect, self.host, self.port, creds, Timeouts(connect=5, read=30, write=30)
-            )
+            client = await self._login()
             try:
                 opened, view = await asyncio.to_thread(open_master_view, client, self._connect)
             except BaseException:
@@ -89,6 +92,20 @@ class FeSession:
             self._client, self._view = opened, view
             return opened, view
         return self._client, self._view
+
+    async def _login(self) -> DorisClient:
+        timeouts = Timeouts(connect=5, read=30, write=30)
+        creds = await self._credentials()
+        try:
+            return await asyncio.to_thread(self._connect, self.host, self.port, creds, timeouts)
+        except AccessDeniedError:
+            if self._refused is None:
+                raise
+            self._refused()
+            again = await self._credentials()
+            if again == creds:
+                raise
+            return await asyncio.to_thread(self._connect, self.host, self.port, again, timeouts)
 
     async def view(self) -> MasterView:
         """The master's SHOW FRONTENDS, read when the session opened."""

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from ..api import podsecurity
+from ..api.doriscluster import DorisCluster
 from ..api.lenient import parse_stored_cluster
 from ..api.validation import InvalidResource
 from ..builders.config import resolve as resolve_config
@@ -93,8 +94,9 @@ class FencedSession(FeSession):
         creds: Callable[[], Awaitable[Credentials]],
         fence: Fence,
         tls: bool = False,
+        refused: Callable[[], None] | None = None,
     ) -> None:
-        super().__init__(host, port, creds, tls=tls)
+        super().__init__(host, port, creds, tls=tls, refused=refused)
         self.fence = fence
 
     async def call(self, fn: Callable[[DorisClient], T]) -> T:
@@ -226,7 +228,14 @@ async def _converge(
             fe_config.port("query_port"), ctx.allow_fe_address_annotation, fe_config.flag("enable_ssl")
         )
         host, port = fe_endpoint(dc, fe_config, allow_annotation=ctx.allow_fe_address_annotation)
-        session = FencedSession(host, port, creds, ctx.kube.fence, tls=fe_config.flag("enable_ssl"))
+        session = FencedSession(
+            host,
+            port,
+            creds,
+            ctx.kube.fence,
+            tls=fe_config.flag("enable_ssl"),
+            refused=_refused(ctx.kube, dc),
+        )
     except Exception as err:  # a malformed address, say: no scale-in, no rolling update, the rest goes on
         await warn("finding the FE", err)
     else:
@@ -276,6 +285,12 @@ async def _converge(
                 await session.close()
             except Exception as err:
                 log.debug("closing the FE session: %s", err)
+
+
+def _refused(kube: Kube, dc: DorisCluster) -> Callable[[], None] | None:
+    """What a denied login forgets: the authSecret read, so the next read gets a rotated password."""
+    secret = dc.spec.auth_secret
+    return None if not secret else lambda: kube.secret_refused(secret, dc.namespace)
 
 
 def _never_shrink(snap: Snapshot) -> dict[str, int]:

@@ -164,7 +164,9 @@ class EvictionGuard:
         async def creds() -> Credentials:
             return await credentials(dc, lambda name: self.kube.secret_data(name, dc.namespace))
 
-        view = await read_members(dc, fe_access, creds)
+        secret = dc.spec.auth_secret
+        refused = (lambda: self.kube.secret_refused(secret, dc.namespace)) if secret else None
+        view = await read_members(dc, fe_access, creds, refused=refused)
         trimmed = {"metadata": {"name": req.name}, "podIP": (pod.get("status") or {}).get("podIP")}
         hosts = pod_hosts(dc, comp, trimmed)
         if not view.known:
