@@ -73,3 +73,10 @@ async def credentials(
 ) -> Credentials:
     data = await secret_data(dc.spec.auth_secret) if dc.spec.auth_secret else None
     return credentials_from(dc, data)
+
+
+def credentials_refused(dc: DorisCluster, forget: Callable[[str, str], None]) -> Callable[[], None] | None:
+    """What a login the FE denied calls: ``forget(name, namespace)`` of the authSecret, so the next read
+    of it gets a rotated password (``Kube.secret_refused``); None when there is no authSecret."""
+    secret = dc.spec.auth_secret
+    return None if not secret else lambda: forget(secret, dc.namespace)

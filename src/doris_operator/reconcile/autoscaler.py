@@ -29,6 +29,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ..access import credentials_refused
 from ..api.doriscluster import DorisCluster
 from ..api.dorisclusterautoscaler import (
     SCALED_COMPONENTS,
@@ -493,8 +494,7 @@ def fe_backends(
         async def creds() -> Credentials:
             return await credentials(dc, lambda name: kube.secret_data(name, dc.namespace))
 
-        secret = dc.spec.auth_secret
-        refused = (lambda: kube.secret_refused(secret, dc.namespace)) if secret else None
+        refused = credentials_refused(dc, kube.secret_refused)
         session = FeSession(host, port, creds, tls=fe_config.flag("enable_ssl"), refused=refused)
         try:
             return list(await session.call(lambda c: c.show_backends()))

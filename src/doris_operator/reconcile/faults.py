@@ -13,6 +13,7 @@ from typing import Any
 
 from lightkube import ApiError
 
+from ..access import credentials_refused
 from ..api.doriscluster import DorisCluster
 from ..builders import names
 from ..doris.client import Credentials, DorisError, Timeouts
@@ -114,8 +115,7 @@ async def reconcile_faults(
     record: Record,
 ) -> FaultResult:
     result = FaultResult()
-    secret = dc.spec.auth_secret
-    refused = (lambda: kube.secret_refused(secret, dc.namespace)) if secret else None
+    refused = credentials_refused(dc, kube.secret_refused)
     view = await read_members(dc, fe_access, credentials, refused=refused)
     if not view.known:
         log.debug("%s/%s: no FE answered (%s): readiness gates unchanged", dc.namespace, dc.name, view.error)

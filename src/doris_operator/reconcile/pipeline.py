@@ -26,8 +26,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from ..access import credentials_refused
 from ..api import podsecurity
-from ..api.doriscluster import DorisCluster
 from ..api.lenient import parse_stored_cluster
 from ..api.validation import InvalidResource
 from ..builders.config import resolve as resolve_config
@@ -234,7 +234,7 @@ async def _converge(
             creds,
             ctx.kube.fence,
             tls=fe_config.flag("enable_ssl"),
-            refused=_refused(ctx.kube, dc),
+            refused=credentials_refused(dc, ctx.kube.secret_refused),
         )
     except Exception as err:  # a malformed address, say: no scale-in, no rolling update, the rest goes on
         await warn("finding the FE", err)
@@ -285,12 +285,6 @@ async def _converge(
                 await session.close()
             except Exception as err:
                 log.debug("closing the FE session: %s", err)
-
-
-def _refused(kube: Kube, dc: DorisCluster) -> Callable[[], None] | None:
-    """What a denied login forgets: the authSecret read, so the next read gets a rotated password."""
-    secret = dc.spec.auth_secret
-    return None if not secret else lambda: kube.secret_refused(secret, dc.namespace)
 
 
 def _never_shrink(snap: Snapshot) -> dict[str, int]:

@@ -27,6 +27,7 @@ from typing import Any
 from lightkube import ApiError, AsyncClient
 from lightkube.resources.core_v1 import Pod
 
+from ..access import credentials_refused
 from ..api.doriscluster import Component, DorisCluster
 from ..api.lenient import parse_stored_cluster
 from ..api.validation import InvalidResource
@@ -164,8 +165,7 @@ class EvictionGuard:
         async def creds() -> Credentials:
             return await credentials(dc, lambda name: self.kube.secret_data(name, dc.namespace))
 
-        secret = dc.spec.auth_secret
-        refused = (lambda: self.kube.secret_refused(secret, dc.namespace)) if secret else None
+        refused = credentials_refused(dc, self.kube.secret_refused)
         view = await read_members(dc, fe_access, creds, refused=refused)
         trimmed = {"metadata": {"name": req.name}, "podIP": (pod.get("status") or {}).get("podIP")}
         hosts = pod_hosts(dc, comp, trimmed)
