@@ -64,6 +64,9 @@ class FakeKube:
     async def secret_data(self, name: str, namespace: str) -> None:
         return None
 
+    def secret_refused(self, name: str, namespace: str) -> None:
+        pass
+
 
 def _status(code: int, message: str) -> Any:
     from lightkube.models.meta_v1 import Status

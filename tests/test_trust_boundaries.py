@@ -220,6 +220,9 @@ class FakeKube:
     async def secret_data(self, name: str, namespace: str) -> dict[str, str] | None:
         return None
 
+    def secret_refused(self, name: str, namespace: str) -> None:
+        pass
+
     async def get_object(self, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
         self.gets.append((kind, name))
         return None
