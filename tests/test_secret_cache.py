@@ -66,6 +66,8 @@ async def test_a_secret_is_read_once_per_ttl_and_a_missing_one_every_time() -> N
     assert client.gets == 4
     kube.secret_refused("auth", NS)
     assert await kube.secret_data("auth", NS) == {"password": "bmV3"} and client.gets == 5
+    assert await kube.secret_exists("auth", NS) and client.gets == 5  # a reconcile's check: the same read
+    assert not await kube.secret_exists("other", NS) and client.gets == 6
 
 
 def test_the_cache_is_bounded() -> None:

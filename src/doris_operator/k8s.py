@@ -383,7 +383,9 @@ class Kube:
         return out
 
     async def secret_exists(self, name: str, namespace: str) -> bool:
-        return await self._fetch(Secret, name, namespace, "Secret") is not None
+        """Whether the Secret exists: a missing one is read again each time, one found is believed for
+        :data:`SECRET_TTL` seconds (:class:`SecretCache`)."""
+        return await self.secret(name, namespace) is not None
 
     async def patch_status(
         self,
