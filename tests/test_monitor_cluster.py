@@ -171,8 +171,22 @@ async def _mode_switches(k: Kubectl, kube: Kube) -> None:
     k.apply(sample(), ns)
     k.apply(dmon(ns), ns)
     ctx = rm.MonitorContext(kube)
+    listed: list[str] = []
+    list_labelled = kube.list_labelled
+
+    async def recording(kind: str, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
+        listed.append(kind)
+        return await list_labelled(kind, namespace, labels)
+
+    kube.list_labelled = recording  # type: ignore[method-assign]
+
+    def kinds_listed() -> list[str]:
+        out = list(listed)
+        listed.clear()
+        return out
 
     stored = await reconcile(k, ns, ctx)
+    assert kinds_listed() == list(rm.OWNED_KINDS)  # the first reconcile of a generation: every kind
     operator_mode = {
         ("PodMonitor", "mon-fe"),
         ("PodMonitor", "mon-be"),
@@ -186,8 +200,9 @@ async def _mode_switches(k: Kubectl, kube: Kube) -> None:
     dashboards = k.json("configmap", "mon-dashboards", "-n", ns)
     assert dashboards["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert len(dashboards["data"]) == 5
-    # a second reconcile of an unchanged monitor writes nothing
+    # a second reconcile of an unchanged monitor writes nothing, and lists only the kinds it makes
     assert (await rm.reconcile(k.json("dorismonitor", "mon", "-n", ns), ctx)).writes == 0
+    assert kinds_listed() == ["PodMonitor", "PrometheusRule", "ConfigMap"]
 
     k.patch(ns, json.dumps({"spec": {"mode": "bundled"}}), target="dmon/mon")
     stored = await reconcile(k, ns, ctx)
@@ -219,8 +234,12 @@ async def _mode_switches(k: Kubectl, kube: Kube) -> None:
     assert {"name": "GF_SECURITY_ADMIN_PASSWORD__FILE", "value": "/etc/grafana-admin/password"} in env
     assert not any("valueFrom" in e for e in env)
     assert password not in json.dumps(grafana)
-    # the password is chosen once
+    # the password is chosen once: also when only the kinds bundled mode makes are listed (Secret in them)
+    kinds_listed()
+    await reconcile(k, ns, ctx)  # the switch deleted objects: this one scans every kind again
+    assert kinds_listed() == list(rm.OWNED_KINDS)
     await reconcile(k, ns, ctx)
+    assert "Secret" in kinds_listed()
     assert k.json("secret", "mon-grafana-admin", "-n", ns)["data"]["password"] == password
 
     k.patch(ns, json.dumps({"spec": {"mode": "prometheusOperator"}}), target="dmon/mon")

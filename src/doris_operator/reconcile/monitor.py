@@ -1,7 +1,11 @@
 """One reconcile of one DorisMonitor: observe -> plan -> act -> status.
 
-* **observe** reads the DorisMonitor's children (every kind it may own, by its label), its DorisCluster,
-  and notes which kinds the apiserver does not serve (the Prometheus Operator CRDs not installed);
+* **observe** reads the DorisMonitor's children by its label, its DorisCluster, and notes which kinds
+  the apiserver does not serve (the Prometheus Operator CRDs not installed).  It lists every kind a
+  monitor may own (:data:`OWNED_KINDS`) until a reconcile of the current generation has done so, in
+  this process, without deleting anything or failing; after that, only the kinds the spec makes
+  (:func:`wanted_kinds`), so an idle resync lists 3 kinds, not 10.  What a generation no longer wants
+  is found by the full scans its change brings;
 * **plan** (pure) compares them with :func:`builders.monitor.build` and returns the actions: apply what
   is wanted, delete what it owns and no longer wants (a mode switch, dashboards or alerts turned off),
   create the Grafana admin Secret once;
@@ -65,6 +69,8 @@ class Snapshot:
     cluster: Obj | None
     children: dict[tuple[str, str], Obj]
     unserved: set[str] = field(default_factory=set)
+    listed: tuple[str, ...] = OWNED_KINDS
+    """The kinds whose children were listed: only those can be pruned."""
 
 
 @dataclass(frozen=True)
@@ -118,7 +124,7 @@ def plan(dm: DorisMonitor, snap: Snapshot) -> Plan:
     wanted = {(o["kind"], o["metadata"]["name"]) for o in desired} | keep_secret
     uid = dm.metadata.uid
     for (kind, name), obj in sorted(snap.children.items()):
-        if (kind, name) not in wanted and _owned_by(obj, uid):
+        if kind in snap.listed and (kind, name) not in wanted and _owned_by(obj, uid):
             actions.append(Action("delete", kind, name, _part(obj)))
     return Plan(actions, desired, blocked)
 
@@ -269,11 +275,21 @@ def _trim(obj: Obj) -> Obj:
     return out
 
 
-async def observe(kube: Kube, body: Obj, dm: DorisMonitor) -> Snapshot:
+def wanted_kinds(dm: DorisMonitor, desired: list[Obj]) -> tuple[str, ...]:
+    """The kinds of what the spec makes (``desired``: :func:`builders.monitor.build`'s, and the generated
+    Grafana admin Secret), in :data:`OWNED_KINDS`' order."""
+    kinds = {o["kind"] for o in desired}
+    if dm.spec.mode == "bundled" and dm.bundled.grafana.enabled and dm.bundled.grafana.admin_secret is None:
+        kinds.add("Secret")
+    return tuple(k for k in OWNED_KINDS if k in kinds)
+
+
+async def observe(kube: Kube, body: Obj, dm: DorisMonitor, kinds: tuple[str, ...] = OWNED_KINDS) -> Snapshot:
+    """``kinds``: the kinds of children to list (default: all a monitor may own)."""
     children: dict[tuple[str, str], Obj] = {}
     unserved: set[str] = set()
     selector = {mb.LABEL_MONITOR: dm.name}
-    for kind in OWNED_KINDS:
+    for kind in kinds:
         try:
             objs = await kube.list_labelled(kind, dm.namespace, selector)
         except ApiError as err:
@@ -285,7 +301,7 @@ async def observe(kube: Kube, body: Obj, dm: DorisMonitor) -> Snapshot:
             obj.setdefault("kind", kind)
             children[(kind, obj["metadata"]["name"])] = _trim(obj)
     cluster = await kube.get("DorisCluster", dm.spec.cluster, dm.namespace)
-    return Snapshot(body, cluster, children, unserved)
+    return Snapshot(body, cluster, children, unserved, tuple(kinds))
 
 
 @dataclass
@@ -294,6 +310,10 @@ class MonitorContext:
     memory: AppliedMemory = field(default_factory=AppliedMemory)
     events: EventRecorder | None = None
     written: dict[Key, Obj] = field(default_factory=dict)
+    scanned: dict[Key, tuple[tuple[str, int], tuple[str, ...]]] = field(default_factory=dict)
+    """Per monitor, the (uid, generation) whose full scan of :data:`OWNED_KINDS` found nothing left to
+    delete and had no failure, and its :func:`wanted_kinds`: what its later reconciles list.  In memory:
+    a restarted operator scans each monitor fully once more."""
 
     def __post_init__(self) -> None:
         if self.events is None:
@@ -386,9 +406,16 @@ async def reconcile(body: Obj, ctx: MonitorContext) -> MonitorResult:
         }
         writes = await _write_status(key, old_status, new, ctx)
         return MonitorResult("Degraded", writes, None)
-    snap = await observe(ctx.kube, body, dm)
+    generation = (str(meta.get("uid") or ""), int(meta.get("generation") or 0))
+    scanned = ctx.scanned.get(key)
+    full = scanned is None or scanned[0] != generation
+    snap = await observe(ctx.kube, body, dm, OWNED_KINDS if full or scanned is None else scanned[1])
     p = plan(dm, snap)
     failures, writes = await act(dm, body, snap, p, ctx)
+    if failures:
+        ctx.scanned.pop(key, None)  # scan everything again
+    elif full and not any(a.verb == "delete" for a in p.actions):
+        ctx.scanned[key] = (generation, wanted_kinds(dm, p.desired))
     new = status(dm, snap, p, failures, old_status)
     writes += await _write_status(key, old_status, new, ctx)
     return MonitorResult(new["phase"], writes, None if new["phase"] == "Ready" else NOT_READY_REQUEUE)
@@ -450,6 +477,7 @@ class MonitorController:
         assert self.ctx.events is not None
         self.ctx.events.forget(*key)
         self.ctx.written.pop(key, None)
+        self.ctx.scanned.pop(key, None)
         self._phases.pop(key, None)
         self._export()
 
