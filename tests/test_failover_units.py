@@ -60,6 +60,26 @@ def test_gone_node_counts_from_when_it_was_first_seen_gone() -> None:
     assert [d.member.pod for d in later.delete] == ["c-be-0"]
 
 
+def test_a_gone_node_is_never_failed_over_before_the_period_though_the_status_keeps_whole_seconds() -> None:
+    pods = [pod("c-be-0", "n1")]
+    settings = fo.Settings(period=10, max_failovers=2, window=3600)
+    seen = NOW + dt.timedelta(seconds=5, microseconds=900_000)  # first seen gone at 12:00:05.9
+    first = fo.plan(fo.Snapshot(seen, settings, pods, {}, {}, {"c-be-0": False}, []))
+    assert not first.delete
+    stored = (first.status() or {})["lostNodes"]["n1"]  # what the next reconcile reads back
+    assert stored == "2026-01-01T12:00:06Z"
+    lost = {"n1": fo._time(stored)}
+    for after in (9.2, 9.99):  # the period has not passed since 12:00:05.9
+        at = seen + dt.timedelta(seconds=after)
+        early = fo.plan(fo.Snapshot(at, settings, pods, {}, lost, {"c-be-0": False}, []))  # type: ignore[arg-type]
+        assert not early.delete, after
+        assert (early.status() or {})["lostNodes"]["n1"] == stored  # reading it back does not move it
+    late = fo.plan(
+        fo.Snapshot(seen + dt.timedelta(seconds=10.2), settings, pods, {}, lost, {"c-be-0": False}, [])
+    )  # type: ignore[arg-type]
+    assert [d.member.pod for d in late.delete] == ["c-be-0"]
+
+
 def test_one_per_component_and_the_cap() -> None:
     pods = [pod("c-be-0", "n1"), pod("c-be-1", "n2"), pod("c-fe-1", "n1")]
     nodes = {"n1": down(900), "n2": down(900)}

@@ -68,6 +68,12 @@ def _fmt(when: dt.datetime) -> str:
     return when.astimezone(dt.UTC).strftime(TIME_FORMAT)
 
 
+def _whole_second_up(when: dt.datetime) -> dt.datetime:
+    """``when`` rounded up to a whole second: what the status keeps (whole seconds, :func:`_fmt`) and
+    reads back unchanged, never earlier than ``when``."""
+    return when if when.microsecond == 0 else when.replace(microsecond=0) + _ONE_SECOND
+
+
 @dataclass(frozen=True)
 class Settings:
     enabled: bool = True
@@ -241,7 +247,9 @@ def lost_nodes(snap: Snapshot) -> dict[str, dt.datetime]:
             continue
         view = snap.nodes.get(node)
         if view is None:
-            out[node] = snap.lost_nodes.get(node, snap.now)
+            # first seen gone now; kept in the status in whole seconds: rounded up, so the period is
+            # never counted from before the node was seen gone (CI: a failover 0.07 s early)
+            out[node] = snap.lost_nodes.get(node, _whole_second_up(snap.now))
         elif not view.ready:
             # API times are whole seconds, truncated: counting from the next second never fails a
             # pod over before the period has passed
