@@ -978,8 +978,8 @@ def machine() -> dict[str, str]:
         "kubernetes": versions["KUBE_VERSION"],
         "etcd": versions["ETCD_VERSION"],
         "kwok": versions["KWOK_VERSION"],
-        "kopf": version("kopf"),
         "lightkube": version("lightkube"),
+        "httpx2": version("httpx2"),
     }
 
 
@@ -1064,7 +1064,7 @@ def render(results: list[Result], args: argparse.Namespace, info: dict[str, str]
         f"| CPUs (nproc) | {info['nproc']} x {info['cpu']} |",
         f"| memory | {info['memory']} |",
         f"| kernel | {info['kernel']} |",
-        f"| Python | {info['python']} (kopf {info['kopf']}, lightkube {info['lightkube']}) |",
+        f"| Python | {info['python']} (lightkube {info['lightkube']}, httpx2 {info['httpx2']}) |",
         f"| Kubernetes | {info['kubernetes']} (etcd {info['etcd']}, kwok {info['kwok']}; "
         "hack/versions.env) |",
         "",
@@ -1157,7 +1157,8 @@ def render(results: list[Result], args: argparse.Namespace, info: dict[str, str]
         "### 2. API requests per reconcile",
         "",
         "From `doris_operator_api_requests_total` and `doris_operator_reconciles_total` (deltas): reads = "
-        "get + list, writes = apply + patch + delete + create; kopf's watch streams are not counted. "
+        "get + list, writes = apply + patch + delete + create; the informers' list+watch streams are not "
+        "counted. "
         "*Convergence* = operator started → the last write after all clusters were Ready (for N = 1 it "
         "includes every run and the deletes between them); *idle* = the idle window of section 3.",
         "",
@@ -1221,7 +1222,7 @@ def render(results: list[Result], args: argparse.Namespace, info: dict[str, str]
         "From the `doris_operator_reconcile_duration_seconds` histogram (buckets 5, 10, 25, 50, 100, 250 ms, "
         "…): p50/p95 interpolated inside a bucket like PromQL's `histogram_quantile`, so they are only as "
         "precise as the bucket bounds; the mean (sum / count) is exact. Includes time waiting for the "
-        "apiserver and for the event loop shared with kopf's watches.",
+        "apiserver and for the event loop shared with the informers' watches.",
         "",
         "| clusters | window | reconciles | p50 | p95 | mean | max queue depth |",
         "|---:|---|---:|---:|---:|---:|---:|",
@@ -1280,14 +1281,14 @@ NOTES = [
     "from the sample.",
     "- **Times come from watch events** received by this script (`time.monotonic()` at receipt), so they "
     "include the apiserver's watch fan-out and this script's scheduling delay, not only the operator.",
-    "- **Requests** count only what the reconciler sends through its client (`Kube`); kopf's list+watch "
-    "streams (DorisClusters, StatefulSets, Services, PDBs, Secrets, Pods) are not in the numbers. Reads "
-    "of 0 mean the reconciler works from kopf's in-memory indexes.",
+    "- **Requests** count only what the reconciler sends through its client (`Kube`); the informers' "
+    "list+watch streams (DorisClusters, StatefulSets, Services, PDBs, Secrets, Pods) are not in the "
+    "numbers. Reads of 0 mean the reconciler works from the informers' in-memory indexes.",
     "- **Idle window**: exactly `--idle-periods` x `--resync` seconds, started at an arbitrary phase of the "
     "resync timer, so a resync round that straddles a window edge is partly counted: *reconciles / "
     "cluster* can be up to one more than *resyncs*.",
     "- **Writes** include the Events the operator records (`create Event`).",
-    "- **Memory**: VmRSS/VmHWM of the operator's Python process only (the kopf watches, indexes and "
+    "- **Memory**: VmRSS/VmHWM of the operator's Python process only (the watches, indexes and "
     "caches live there); one process per cluster count, so every row starts from a fresh process.",
 ]
 

@@ -1262,8 +1262,8 @@ def render(scales: list[Scale], single: Single | None, args: argparse.Namespace,
         "",
         f"Code: {'; '.join(_codes(args))}. "
         f"Machine: {info['nproc']} x "
-        f"{info['cpu']}, {info['memory']}, Python {info['python']} (kopf {info['kopf']}, lightkube "
-        f"{info['lightkube']}), Kubernetes {info['kubernetes']}. Load average (1 min) at the start: "
+        f"{info['cpu']}, {info['memory']}, Python {info['python']} (lightkube {info['lightkube']}, "
+        f"httpx2 {info['httpx2']}), Kubernetes {info['kubernetes']}. Load average (1 min) at the start: "
         f"{', '.join(f'{x:.2f}' for x in args.load_starts)}; per scale point below (start / all Ready / "
         f"end). {_load_note(scales, info)}",
         "",

@@ -260,7 +260,7 @@ async def _mode_switches(k: Kubectl, kube: Kube) -> None:
 def test_the_operator_process_reconciles_a_dorismonitor(
     monitoring_crds: Kubectl, kube_cluster: Any, tmp_path: Path, clean_namespaces: None
 ) -> None:
-    """`doris-operator run` end to end: kopf's DorisMonitor index and events feed the monitor's work
+    """`doris-operator run` end to end: the informers' DorisMonitor index and events feed the monitor's work
     loop; a spec edit is applied; deleting the DorisMonitor leaves nothing."""
     k = monitoring_crds
     ns = k.new_namespace("mon")

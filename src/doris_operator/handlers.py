@@ -1,172 +1,168 @@
-"""kopf wiring, and nothing else: watches and in-memory indexes of the objects the operator reads,
-each event waking the reconcile of the DorisCluster it belongs to.  Secrets are not watched (the operator
-may not list them): the reconcile reads the few it needs by name."""
+"""The watches, and nothing else: which kinds the operator lists and watches (informers.py), the
+in-memory indexes each fills, and whose work queue each change wakes.  Secrets are not watched (the
+operator may not list them): the reconcile reads the few it needs by name."""
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
-
-import kopf
 
 from .api import doriscluster as dc
 from .api import dorisclusterautoscaler as dca
 from .api import dorisinitializer as di
 from .api import dorismonitor as dm
 from .builders import names
+from .informers import Index, Kind, Obj, Watch
+from .reconcile.autoscaler import AutoscalerLoop
 from .reconcile.controller import Controller
 from .reconcile.failover import trim_node
-from .reconcile.observed import child_key, pod_key, trim_child, trim_pod, trim_resource
+from .reconcile.initializer import InitializerController
+from .reconcile.monitor import MonitorController
+from .reconcile.observed import ClusterKey, child_key, pod_key, trim_child, trim_pod, trim_resource
 
-registry = kopf.OperatorRegistry()
-MANAGED = {names.LABEL_MANAGED_BY: names.MANAGED_BY}
-
-
-@kopf.on.login(registry=registry)
-def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
-
-
-@kopf.index(dc.GROUP, dc.VERSION, dc.PLURAL, registry=registry)
-async def dc_clusters(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
-    return {(namespace, name): trim_resource(body)}
-
-
-def _child_index(body: kopf.Body) -> dict[Any, Any]:
-    """An object whose owner label went (a hand edit) is indexed under no key: ``{}``, not None, which
-    would leave its old entry in place (kopf keeps the last result of a handler returning None)."""
-    key = child_key(body)
-    return {key: trim_child(body)} if key else {}
+MANAGED = f"{names.LABEL_MANAGED_BY}={names.MANAGED_BY}"
+PODS = names.LABEL_CLUSTER
+"""Pods with the cluster label, whoever made them (the selector "has the label")."""
+INDEXES = (
+    "dc_clusters",
+    "dc_statefulsets",
+    "dc_services",
+    "dc_disruption_budgets",
+    "dc_hpas",
+    "dc_cluster_autoscalers",
+    "dc_pods",
+    "dc_initializers",
+    "dmon_monitors",
+    "dc_nodes",
+)
 
 
-@kopf.index("apps", "v1", "statefulsets", labels=MANAGED, registry=registry)
-async def dc_statefulsets(body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    return _child_index(body)
+def _key(obj: Obj) -> ClusterKey:
+    meta = obj["metadata"]
+    return (meta.get("namespace") or "default", meta["name"])
 
 
-@kopf.index("v1", "services", labels=MANAGED, registry=registry)
-async def dc_services(body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    return _child_index(body)
+def _resource(obj: Obj) -> Mapping[Hashable, Any]:
+    meta = obj["metadata"]
+    return {(meta.get("namespace"), meta["name"]): trim_resource(obj)}
 
 
-@kopf.index("policy", "v1", "poddisruptionbudgets", labels=MANAGED, registry=registry)
-async def dc_disruption_budgets(body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    return _child_index(body)
+def _child(obj: Obj) -> Mapping[Hashable, Any]:
+    """An object whose owner label went (a hand edit) is indexed under no key."""
+    key = child_key(obj)
+    return {key: trim_child(obj)} if key else {}
 
 
-@kopf.index("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED, registry=registry)
-async def dc_hpas(body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    return _child_index(body)
+def _pod(obj: Obj) -> Mapping[Hashable, Any]:
+    key = pod_key(obj)
+    return {key: trim_pod(obj)} if key else {}
 
 
-@kopf.index(dc.GROUP, dc.VERSION, dca.PLURAL, registry=registry)
-async def dc_cluster_autoscalers(body: kopf.Body, namespace: str | None, **_: Any) -> dict[Any, Any]:
+def _cluster_of(obj: Obj) -> str | None:
+    cluster = (obj.get("spec") or {}).get("cluster")
+    return str(cluster) if cluster else None
+
+
+def _autoscaler(obj: Obj) -> Mapping[Hashable, Any]:
     """DorisClusterAutoscalers by their DorisCluster's key."""
-    cluster = (body.get("spec") or {}).get("cluster")
-    if not cluster:
-        return {}
-    return {(namespace, cluster): trim_resource(body)}
+    cluster = _cluster_of(obj)
+    return {(obj["metadata"].get("namespace"), cluster): trim_resource(obj)} if cluster else {}
 
 
-@kopf.index("v1", "pods", labels={names.LABEL_CLUSTER: kopf.PRESENT}, registry=registry)
-async def dc_pods(body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    key = pod_key(body)
-    return {key: trim_pod(body)} if key else {}
+def _initializer(obj: Obj) -> Mapping[Hashable, Any]:
+    """(namespace, cluster) -> the names of the DorisInitializers naming that DorisCluster."""
+    meta = obj["metadata"]
+    return {(meta.get("namespace"), _cluster_of(obj)): meta["name"]}
 
 
-@kopf.on.event(dc.GROUP, dc.VERSION, dc.PLURAL, registry=registry)
-async def cluster_event(type: str, namespace: str | None, name: str, memo: kopf.Memo, **kwargs: Any) -> None:
-    controller: Controller = memo["controller"]
-    controller.attach({k: v for k, v in kwargs.items() if k.startswith("dc_")})
-    key = (namespace or "default", name)
-    if type == "DELETED":
-        controller.forget(key)
-    else:
-        controller.enqueue(key)
-    if "monitors" in memo:
-        memo["monitors"].cluster_changed(key)
-    if "initializers" in memo:
-        memo["initializers"].wake_cluster(key)
-
-
-@kopf.index(dc.GROUP, dc.VERSION, di.PLURAL, registry=registry)
-async def dc_initializers(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
-    """(namespace, cluster) -> the DorisInitializers naming that DorisCluster."""
-    return {(namespace, (body.get("spec") or {}).get("cluster")): name}
-
-
-@kopf.on.event(dc.GROUP, dc.VERSION, di.PLURAL, registry=registry)
-async def initializer_event(
-    type: str, namespace: str | None, name: str, memo: kopf.Memo, **kwargs: Any
-) -> None:
-    initializers = memo["initializers"]
-    initializers.attach({k: v for k, v in kwargs.items() if k.startswith("dc_")})
-    key = (namespace or "default", name)
-    if type == "DELETED":
-        initializers.forget(key)
-    else:
-        initializers.enqueue(key)
-
-
-def _wake(memo: kopf.Memo, key: Any) -> None:
-    if key is not None:
-        memo["controller"].enqueue(key)
-
-
-@kopf.on.event("apps", "v1", "statefulsets", labels=MANAGED, registry=registry)
-async def statefulset_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    _wake(memo, child_key(body))
-
-
-@kopf.on.event("v1", "services", labels=MANAGED, registry=registry)
-async def service_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    _wake(memo, child_key(body))
-
-
-@kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=MANAGED, registry=registry)
-async def disruption_budget_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    _wake(memo, child_key(body))
-
-
-@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED, registry=registry)
-async def hpa_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    _wake(memo, child_key(body))
-
-
-@kopf.on.event(dc.GROUP, dc.VERSION, dca.PLURAL, registry=registry)
-async def cluster_autoscaler_event(body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
-    cluster = (body.get("spec") or {}).get("cluster")
-    if cluster:
-        memo["autoscaler"].wake((namespace or "default", str(cluster)))
-
-
-@kopf.on.event("v1", "pods", labels={names.LABEL_CLUSTER: kopf.PRESENT}, registry=registry)
-async def pod_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    _wake(memo, pod_key(body))
-
-
-# DorisMonitor (reconcile/monitor.py): its own index and work loop; children are read live per reconcile.
-@kopf.index(dc.GROUP, dc.VERSION, dm.PLURAL, registry=registry)
-async def dmon_monitors(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
-    return {(namespace, name): trim_resource(body)}
-
-
-@kopf.on.event(dc.GROUP, dc.VERSION, dm.PLURAL, registry=registry)
-async def monitor_event(type: str, namespace: str | None, name: str, memo: kopf.Memo, **kwargs: Any) -> None:
-    monitors = memo["monitors"]
-    monitors.attach({k: v for k, v in kwargs.items() if k.startswith("dmon_")})
-    key = (namespace or "default", name)
-    if type == "DELETED":
-        monitors.forget(key)
-    else:
-        monitors.enqueue(key)
-
-
-@kopf.index("v1", "nodes", registry=registry)
-async def dc_nodes(body: kopf.Body, name: str, **_: Any) -> dict[Any, Any]:
+def _node(obj: Obj) -> Mapping[Hashable, Any]:
     """Cluster-scoped (watched even when the operator watches some namespaces): failover's view."""
-    return {name: trim_node(body)}
+    return {obj["metadata"]["name"]: trim_node(obj)}
 
 
-@kopf.on.event("v1", "nodes", registry=registry)
-async def node_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    memo["controller"].wake_node(body["metadata"]["name"])
+@dataclass
+class Wiring:
+    controller: Controller
+    initializers: InitializerController
+    autoscaler: AutoscalerLoop
+    monitors: MonitorController
+    indexes: dict[str, Index] = field(default_factory=lambda: {name: Index() for name in INDEXES})
+
+    def watches(self) -> list[Watch]:
+        ix = self.indexes
+
+        def crd(plural: str) -> Kind:
+            return Kind(dc.GROUP, dc.VERSION, plural)
+
+        def owned(group: str, version: str, plural: str, index: str) -> Watch:
+            kind = Kind(group, version, plural, selector=MANAGED)
+            return Watch(kind, [(ix[index], _child)], self.child_event)
+
+        return [
+            Watch(crd(dc.PLURAL), [(ix["dc_clusters"], _resource)], self.cluster_event),
+            Watch(crd(di.PLURAL), [(ix["dc_initializers"], _initializer)], self.initializer_event),
+            Watch(crd(dm.PLURAL), [(ix["dmon_monitors"], _resource)], self.monitor_event),
+            Watch(crd(dca.PLURAL), [(ix["dc_cluster_autoscalers"], _autoscaler)], self.autoscaler_event),
+            owned("apps", "v1", "statefulsets", "dc_statefulsets"),
+            owned("", "v1", "services", "dc_services"),
+            owned("policy", "v1", "poddisruptionbudgets", "dc_disruption_budgets"),
+            owned("autoscaling", "v2", "horizontalpodautoscalers", "dc_hpas"),
+            Watch(Kind("", "v1", "pods", selector=PODS), [(ix["dc_pods"], _pod)], self.pod_event),
+            Watch(Kind("", "v1", "nodes", namespaced=False), [(ix["dc_nodes"], _node)], self.node_event),
+        ]
+
+    def synced(self) -> None:
+        """Every informer has its first listing: hand the indexes over and wake everything once."""
+        self.controller.attach(self.indexes)
+        self.initializers.attach(self.indexes)
+        self.monitors.attach(self.indexes)
+        for key in list(self.indexes["dc_clusters"]):
+            self.controller.enqueue(key)
+        for (namespace, _), initializers in list(self.indexes["dc_initializers"].items()):
+            for name in initializers:
+                self.initializers.enqueue((namespace or "default", name))
+        for key in list(self.indexes["dmon_monitors"]):
+            self.monitors.enqueue((key[0] or "default", key[1]))
+        self.autoscaler.wake(("", ""))
+
+    async def cluster_event(self, type: str, obj: Obj) -> None:
+        key = _key(obj)
+        if type == "DELETED":
+            self.controller.forget(key)
+        else:
+            self.controller.enqueue(key)
+        self.monitors.cluster_changed(key)
+        self.initializers.wake_cluster(key)
+
+    async def initializer_event(self, type: str, obj: Obj) -> None:
+        key = _key(obj)
+        if type == "DELETED":
+            self.initializers.forget(key)
+        else:
+            self.initializers.enqueue(key)
+
+    async def monitor_event(self, type: str, obj: Obj) -> None:
+        key = _key(obj)
+        if type == "DELETED":
+            self.monitors.forget(key)
+        else:
+            self.monitors.enqueue(key)
+
+    async def autoscaler_event(self, type: str, obj: Obj) -> None:
+        cluster = _cluster_of(obj)
+        if cluster:
+            self.autoscaler.wake((obj["metadata"].get("namespace") or "default", cluster))
+
+    async def child_event(self, type: str, obj: Obj) -> None:
+        key = child_key(obj)
+        if key is not None:
+            self.controller.enqueue(key)
+
+    async def pod_event(self, type: str, obj: Obj) -> None:
+        key = pod_key(obj)
+        if key is not None:
+            self.controller.enqueue(key)
+
+    async def node_event(self, type: str, obj: Obj) -> None:
+        self.controller.wake_node(obj["metadata"]["name"])

@@ -6,18 +6,17 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import socket
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import kopf
-from aiohttp import web
 from lightkube import AsyncClient
 from lightkube.config.kubeconfig import KubeConfig
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import allocator, handlers
+from .informers import Informers
 from .k8s import FIELD_MANAGER, Fence, Kube
 from .leader import LeaderElector
 from .metrics import REGISTRY
@@ -30,17 +29,6 @@ if TYPE_CHECKING:  # the webhook (and cryptography) is imported only when it is 
     from .webhook.server import WebhookOptions, WebhookServer
 
 log = logging.getLogger("doris_operator")
-
-
-class NoDiffBase(kopf.AnnotationsDiffBaseStorage):
-    """kopf builds the diff base of every object at every watch event (a deep copy of it, then one more
-    to strip its progress), but only create/update/resume handlers read it, and the operator has none
-    (indexes and on.event only): 14% of its CPU while 50 clusters converge (docs/benchmarks.md)."""
-
-    def build(
-        self, *, body: kopf.Body, extra_fields: Iterable[kopf.FieldSpec] | None = None
-    ) -> kopf.BodyEssence:
-        return kopf.BodyEssence()
 
 
 @dataclass
@@ -68,40 +56,40 @@ class Options:
     point the operator, and its Doris credentials, at a server of their choice)."""
 
 
-def _settings() -> kopf.OperatorSettings:
-    settings = kopf.OperatorSettings()
-    # The operator keeps no state in the objects: no kopf progress or diff-base annotations, no
-    # finalizers (none of its handlers needs one), no kopf Events (it records its own).
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="doris.apache.org")
-    settings.persistence.diffbase_storage = NoDiffBase(
-        prefix="doris.apache.org", key="last-handled-configuration"
-    )
-    settings.persistence.finalizer = "doris.apache.org/finalizer"
-    settings.posting.enabled = False
-    settings.scanning.disabled = True
-    settings.watching.server_timeout = 300
-    settings.watching.client_timeout = 330
-    settings.networking.request_timeout = 30
-    return settings
+async def _serve(opts: Options, state: dict[str, bool]) -> asyncio.Server:
+    """/metrics, /healthz and /readyz: plain HTTP/1.1 GETs, one response per connection."""
 
+    def ready() -> bool:
+        return (state.get("standby", False) or state.get("synced", False)) and state.get("webhook", True)
 
-async def _serve(opts: Options, state: dict[str, bool]) -> web.AppRunner:
-    async def metrics(_: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
+            method, _, rest = head.decode("latin-1").partition(" ")
+            path = rest.partition(" ")[0].partition("?")[0]
+            status, body, kind = "404 Not Found", b"not found", "text/plain; charset=utf-8"
+            if method not in ("GET", "HEAD"):
+                status, body = "405 Method Not Allowed", b"method not allowed"
+            elif path == "/metrics":
+                status, body, kind = "200 OK", generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+            elif path == "/healthz":
+                status, body = "200 OK", b"ok"
+            elif path == "/readyz":
+                status, body = ("200 OK", b"ok") if ready() else ("503 Service Unavailable", b"not ready")
+            writer.write(
+                f"HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {len(body)}\r\n"
+                "Connection: close\r\n\r\n".encode("latin-1")
+                + (body if method != "HEAD" else b"")
+            )
+            await writer.drain()
+        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
 
-    async def healthz(_: web.Request) -> web.Response:
-        return web.Response(text="ok")
-
-    async def readyz(_: web.Request) -> web.Response:
-        ready = (state.get("standby", False) or state.get("synced", False)) and state.get("webhook", True)
-        return web.Response(text="ok" if ready else "not ready", status=200 if ready else 503)
-
-    app = web.Application()
-    app.add_routes([web.get("/metrics", metrics), web.get("/healthz", healthz), web.get("/readyz", readyz)])
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, opts.metrics_host, opts.metrics_port).start()
-    return runner
+    return await asyncio.start_server(answer, opts.metrics_host, opts.metrics_port)
 
 
 async def _operate(opts: Options, kube: Kube, state: dict[str, bool]) -> None:
@@ -112,48 +100,29 @@ async def _operate(opts: Options, kube: Kube, state: dict[str, bool]) -> None:
     backends = fe_backends(kube, opts.allow_fe_address_annotation)
     autoscaler = AutoscalerLoop(kube, lambda: controller.indexes, backends, opts.autoscaler_interval)
     monitors = MonitorController(kube, resync=opts.resync)
-    stop = asyncio.Event()
-    started = asyncio.Event()
-    operator = asyncio.create_task(
-        kopf.operator(
-            registry=handlers.registry,
-            settings=_settings(),
-            memo=kopf.Memo(
-                controller=controller, initializers=initializers, autoscaler=autoscaler, monitors=monitors
-            ),
-            clusterwide=not opts.namespaces,
-            namespaces=opts.namespaces,
-            standalone=True,
-            stop_flag=stop,
-            ready_flag=started,
-        )
-    )
+    wiring = handlers.Wiring(controller, initializers, autoscaler, monitors)
+    informers = Informers(kube.client._client._client, wiring.watches(), opts.namespaces)
+
+    def synced() -> None:
+        wiring.synced()
+        state["synced"] = True
+
+    watching = asyncio.create_task(informers.run(synced), name="informers")
     work = asyncio.create_task(controller.run())
     init_work = asyncio.create_task(initializers.run())
     scaling = asyncio.create_task(autoscaler.run())
     monitoring = asyncio.create_task(monitors.run())
     trimming = asyncio.create_task(allocator.trim_every(allocator.TRIM_INTERVAL))
-
-    async def synced() -> None:
-        await started.wait()  # kopf's watches are up (with no DorisCluster, the controller never syncs)
-        state["synced"] = True
-
-    watch = asyncio.create_task(synced())
+    tasks = (watching, work, init_work, scaling, monitoring, trimming)
     try:
-        done, _ = await asyncio.wait(
-            {operator, work, init_work, monitoring}, return_when=asyncio.FIRST_COMPLETED
-        )
+        running = {watching, work, init_work, monitoring}
+        done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
-            if not task.cancelled():  # kopf cancels the loop's tasks when it stops on SIGTERM
-                task.result()
+            task.result()  # none ends but by raising
     finally:
-        stop.set()
-        for task in (work, init_work, watch, scaling, monitoring, trimming):
+        for task in tasks:
             task.cancel()
-        try:
-            await asyncio.wait_for(operator, timeout=10)
-        except (TimeoutError, asyncio.CancelledError, Exception):
-            operator.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def main(opts: Options) -> int:
@@ -164,7 +133,7 @@ async def main(opts: Options) -> int:
     fence = Fence(elected=opts.leader_elect)  # closed until the Lease is held
     kube = Kube(client, fence)
     state: dict[str, bool] = {}
-    runner = await _serve(opts, state)
+    server = await _serve(opts, state)
     webhook: asyncio.Task[None] | None = None
     if opts.webhook is not None:
         from .webhook.server import serve as serve_webhook
@@ -204,7 +173,8 @@ async def main(opts: Options) -> int:
             webhook.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await webhook
-        await runner.cleanup()
+        server.close()
+        await server.wait_closed()
         await client.close()
 
 
@@ -212,12 +182,25 @@ def run(opts: Options) -> int:
     logging.basicConfig(
         level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    logging.getLogger("kopf").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpx2").setLevel(logging.WARNING)
     allocator.limit_arenas()
     allocator.freeze_startup()
     try:
-        return asyncio.run(main(opts))
+        return asyncio.run(_until_signalled(opts))
     except KeyboardInterrupt:
+        return 0
+
+
+async def _until_signalled(opts: Options) -> int:
+    """SIGTERM/SIGINT cancel ``main``: its cleanup runs (a leader gives its Lease up) and the exit
+    status is 0."""
+    task = asyncio.create_task(main(opts), name="main")
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        log.info("stopped by a signal")
         return 0

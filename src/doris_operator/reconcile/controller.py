@@ -38,7 +38,7 @@ class Controller:
         self._phases: dict[ClusterKey, str] = {}
 
     def attach(self, indexes: Mapping[str, Any]) -> None:
-        """Called from handlers: kopf runs none until its indexes hold the initial listing."""
+        """Called once every informer has its first listing (handlers.Wiring.synced)."""
         if self.indexes is None:
             self.indexes = indexes
             if "dc_nodes" in indexes:

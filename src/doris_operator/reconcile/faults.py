@@ -146,7 +146,7 @@ async def reconcile_faults(
 
 
 def any_value(store: Any) -> Obj | None:
-    """The one value a kopf index keeps under a key."""
+    """The one value an index keeps under a key."""
     for value in store:
         return dict(value)
     return None

@@ -25,7 +25,7 @@ import datetime as dt
 import logging
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -284,8 +284,15 @@ def wanted_kinds(dm: DorisMonitor, desired: list[Obj]) -> tuple[str, ...]:
     return tuple(k for k in OWNED_KINDS if k in kinds)
 
 
-async def observe(kube: Kube, body: Obj, dm: DorisMonitor, kinds: tuple[str, ...] = OWNED_KINDS) -> Snapshot:
-    """``kinds``: the kinds of children to list (default: all a monitor may own)."""
+async def observe(
+    kube: Kube,
+    body: Obj,
+    dm: DorisMonitor,
+    kinds: tuple[str, ...] = OWNED_KINDS,
+    clusters: Callable[[str, str], Obj | None] | None = None,
+) -> Snapshot:
+    """``kinds``: the kinds of children to list (default: all a monitor may own).  ``clusters``: the
+    operator's DorisCluster index; a miss is read live (a cluster the index has not seen yet)."""
     children: dict[tuple[str, str], Obj] = {}
     unserved: set[str] = set()
     selector = {mb.LABEL_MONITOR: dm.name}
@@ -300,7 +307,9 @@ async def observe(kube: Kube, body: Obj, dm: DorisMonitor, kinds: tuple[str, ...
         for obj in objs:
             obj.setdefault("kind", kind)
             children[(kind, obj["metadata"]["name"])] = _trim(obj)
-    cluster = await kube.get("DorisCluster", dm.spec.cluster, dm.namespace)
+    cluster = clusters(dm.namespace, dm.spec.cluster) if clusters is not None else None
+    if cluster is None:
+        cluster = await kube.get("DorisCluster", dm.spec.cluster, dm.namespace)
     return Snapshot(body, cluster, children, unserved, tuple(kinds))
 
 
@@ -314,6 +323,8 @@ class MonitorContext:
     """Per monitor, the (uid, generation) whose full scan of :data:`OWNED_KINDS` found nothing left to
     delete and had no failure, and its :func:`wanted_kinds`: what its later reconciles list.  In memory:
     a restarted operator scans each monitor fully once more."""
+    clusters: Callable[[str, str], Obj | None] | None = None
+    """The DorisCluster index's entry for (namespace, name), once the informers are synced."""
 
     def __post_init__(self) -> None:
         if self.events is None:
@@ -409,7 +420,8 @@ async def reconcile(body: Obj, ctx: MonitorContext) -> MonitorResult:
     generation = (str(meta.get("uid") or ""), int(meta.get("generation") or 0))
     scanned = ctx.scanned.get(key)
     full = scanned is None or scanned[0] != generation
-    snap = await observe(ctx.kube, body, dm, OWNED_KINDS if full or scanned is None else scanned[1])
+    kinds = OWNED_KINDS if full or scanned is None else scanned[1]
+    snap = await observe(ctx.kube, body, dm, kinds, ctx.clusters)
     p = plan(dm, snap)
     failures, writes = await act(dm, body, snap, p, ctx)
     if failures:
@@ -442,7 +454,7 @@ async def _write_status(key: Key, old: Obj, new: Obj, ctx: MonitorContext) -> in
 
 
 class MonitorController:
-    """DorisMonitors from kopf's index, reconciled by a few workers, one at a time per monitor."""
+    """DorisMonitors from the informers' index, reconciled by a few workers, one at a time per monitor."""
 
     INDEX = "dmon_monitors"
 
@@ -458,6 +470,13 @@ class MonitorController:
     def attach(self, indexes: Mapping[str, Any]) -> None:
         if self.indexes is None and self.INDEX in indexes:
             self.indexes = indexes
+            if "dc_clusters" in indexes:
+                clusters = indexes["dc_clusters"]
+
+                def cluster(namespace: str, name: str) -> Obj | None:
+                    return next(iter(clusters.get((namespace, name), ())), None)
+
+                self.ctx.clusters = cluster
             self.synced.set()
 
     def enqueue(self, key: Key) -> None:

@@ -1,6 +1,6 @@
 """Observe: one typed snapshot of everything a DorisCluster's reconcile decides from.
 
-The children come from the kopf index caches, which hold only objects labelled as ours; a desired
+The children come from the informers' indexes, which hold only objects labelled as ours; a desired
 object the caches miss is read live before anything is planned for it, so an object made by someone
 else (the official operator, before a takeover) is seen as it is, never applied over blind."""
 

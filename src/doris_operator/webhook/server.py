@@ -1,10 +1,11 @@
 """The admission webhook server: aiohttp over TLS, a certificate that is reloaded in place, and the
 loops that keep the certificate, the Secret and the webhook configurations in step.
 
-Why aiohttp and not kopf's admission support: kopf's servers generate a throw-away certificate at each
-start (or read files), register one webhook per handler, and tie the webhook to kopf's operator loop.
-The operator needs a certificate kept in a Secret that several replicas share, a CA rotation whose
-bundle is published before the new certificate is served, the configurations' failure policies and
+aiohttp is imported only here: a process that serves no webhook never loads it.  Why not a framework's
+admission support (kopf's, for one): those generate a throw-away certificate at each start (or read
+files), register one webhook per handler, and tie the webhook to the framework's loop.  The operator
+needs a certificate kept in a Secret that several replicas share, a CA rotation whose bundle is
+published before the new certificate is served, the configurations' failure policies and
 matchConditions, and a ValidatingAdmissionPolicy; all of that is a few hundred lines here.
 """
 
