@@ -90,3 +90,40 @@ def test_pymysql_without_cryptography_still_authenticates_the_doris_way() -> Non
         "assert len(_auth.scramble_caching_sha2(b'secret', b'x' * 20)) == 32\n"
         "import cryptography  # still importable afterwards\n"
     )
+
+
+def test_api_models_are_built_on_first_use() -> None:
+    """``defer_build``: a model's validator is built when it first validates, so a run with no
+    DorisMonitor, DorisInitializer or DorisClusterAutoscaler never builds theirs (about 2 MiB for all)."""
+    loaded(
+        "import doris_operator.operator, doris_operator.cli, yaml\n"
+        "from doris_operator.api import doriscluster, dorisinitializer, dorismonitor\n"
+        "from doris_operator.api import dorisclusterautoscaler\n"
+        "kinds = (dorisclusterautoscaler.DorisClusterAutoscaler, dorisinitializer.DorisInitializer,\n"
+        "         dorismonitor.DorisMonitor, doriscluster.DorisCluster)\n"
+        "assert not any(k.__pydantic_complete__ for k in kinds)\n"
+        f"sample = yaml.safe_load(open({str(ROOT / 'examples' / 'doriscluster-sample.yaml')!r}))\n"
+        "assert doriscluster.DorisCluster.model_validate(sample).metadata.name\n"
+        "assert doriscluster.DorisCluster.__pydantic_complete__\n"
+        "assert not any(k.__pydantic_complete__ for k in kinds[:3])\n"
+    )
+
+
+def test_the_operators_client_leaves_http2_unloaded(tmp_path: Path) -> None:
+    """The operator speaks HTTP/1.1 to the apiserver; httpcore2 would import h2 and hpack for HTTP/2."""
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1', insecure-skip-tls-verify: true}}]\n"
+        "users: [{name: u, user: {token: t}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\n"
+    )
+    code = (
+        "import sys\n"
+        "from lightkube.config.kubeconfig import KubeConfig\n"
+        "from doris_operator.operator import kube_client\n"
+        f"client = kube_client(KubeConfig.from_file({str(kubeconfig)!r}))\n"
+        "assert client._client._client is not None\n"
+    )
+    modules = loaded(code)
+    assert "httpcore2" in modules and not {m for m in modules if m.split(".")[0] in ("h2", "hpack")}
+    assert "h2" in loaded(code.replace("from doris_operator", "import h2\nfrom doris_operator"))

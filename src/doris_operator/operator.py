@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -125,11 +126,24 @@ async def _operate(opts: Options, kube: Kube, state: dict[str, bool]) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+def kube_client(config: KubeConfig) -> AsyncClient:
+    """lightkube's client over HTTP/1.1.  httpcore2 imports h2 (its HTTP/2 support) whenever it is
+    installed; hidden while the transport is made, it stays unloaded (1 MiB of RSS: docs/benchmarks.md,
+    Memory).  A process that imported h2 already keeps it."""
+    hide = "h2" not in sys.modules
+    if hide:
+        sys.modules["h2"] = None  # type: ignore[assignment]  # `import h2`: ImportError
+    try:
+        return AsyncClient(config, field_manager=FIELD_MANAGER)
+    finally:
+        if hide and sys.modules.get("h2", False) is None:
+            del sys.modules["h2"]
+
+
 async def main(opts: Options) -> int:
     """Run until SIGTERM/SIGINT (exit status 0) or, with leader election, until the lease is lost (1:
     the pod restarts and comes back as a standby)."""
-    config = KubeConfig.from_env()
-    client = AsyncClient(config, field_manager=FIELD_MANAGER)
+    client = kube_client(KubeConfig.from_env())
     fence = Fence(elected=opts.leader_elect)  # closed until the Lease is held
     kube = Kube(client, fence)
     state: dict[str, bool] = {}

@@ -24,6 +24,7 @@ class Model(BaseModel):
         use_attribute_docstrings=True,
         validate_by_alias=True,
         serialize_by_alias=True,
+        defer_build=True,
     )
 
     def to_dict(self) -> dict[str, Any]:
