@@ -8,7 +8,9 @@ puts under some keys: the trimmed copies of reconcile/observed.py, never the raw
 the kind's handler, which only wakes a work queue.
 
 No handler runs before every informer has its first listing: until then the indexes are incomplete,
-and a reconcile from them could mistake an object not listed yet for one that is gone.  The objects
+and a reconcile from them could mistake an object not listed yet for one that is gone.  A kind the API
+server does not serve (its CRD not installed yet) counts as listed and empty, and is listed again with
+backoff.  The objects
 themselves are not kept: per object only its resourceVersion and a small stub (name, namespace, labels,
 ``spec.cluster``) for the deletion a relist finds.
 """
@@ -200,7 +202,7 @@ class Informer:
                 log.warning("%s (retry in %.0fs)", err, backoff)
                 await self.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
-            except Exception as err:  # the API server restarting, RBAC, a CRD not installed yet
+            except Exception as err:  # the API server restarting, RBAC, a timeout
                 log.warning("watching %s failed (retry in %.0fs): %s", self.what, backoff, err)
                 await self.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
