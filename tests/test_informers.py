@@ -121,6 +121,18 @@ def informer(api: FakeAPI, gate_open: bool = True, page: int = 500) -> tuple[Inf
     return Informer(http, watch, "ns", gate, page=page), index, recorder
 
 
+def recorded_sleeps(inf: Informer) -> list[float]:
+    """The informer's backoff sleeps, recorded and not slept."""
+    sleeps: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        await asyncio.sleep(0)
+
+    inf.sleep = sleep
+    return sleeps
+
+
 def test_an_index_keeps_each_objects_entries_until_they_change_or_it_goes() -> None:
     index = Index()
     index.put(("ns", "a"), {"k1": 1, "k2": 2})
@@ -211,13 +223,7 @@ async def test_a_failing_list_backs_off_and_recovers() -> None:
     api.put("p0", labels={"owner": "c1"})
     api.fail = [500, 403, 503]
     inf, index, _ = informer(api)
-    sleeps: list[float] = []
-
-    async def sleep(seconds: float) -> None:
-        sleeps.append(seconds)
-        await asyncio.sleep(0)
-
-    inf.sleep = sleep
+    sleeps = recorded_sleeps(inf)
     runner = asyncio.create_task(inf.run())
     await asyncio.wait_for(inf.synced.wait(), timeout=5)
     runner.cancel()
@@ -281,13 +287,7 @@ async def test_a_kind_not_served_counts_as_listed_empty_and_is_listed_again_late
     api = FakeAPI()
     api.fail = [404, 404]
     inf, index, _ = informer(api)
-    sleeps: list[float] = []
-
-    async def sleep(seconds: float) -> None:
-        sleeps.append(seconds)
-        await asyncio.sleep(0)
-
-    inf.sleep = sleep
+    sleeps = recorded_sleeps(inf)
     runner = asyncio.create_task(inf.run())
     await asyncio.wait_for(inf.synced.wait(), timeout=5)
     assert len(index) == 0
@@ -299,3 +299,30 @@ async def test_a_kind_not_served_counts_as_listed_empty_and_is_listed_again_late
     runner.cancel()
     await asyncio.gather(runner, return_exceptions=True)
     assert index[("ns", "c1")] == ["p0"] and sleeps[:2] == [1.0, 2.0]
+
+
+async def test_a_node_report_that_changes_nothing_read_wakes_no_cluster() -> None:
+    """Kubelets report node status every few minutes (heartbeat times, images); only a change of the
+    Ready condition, or the node going, wakes the clusters with a pod on it."""
+    from doris_operator.handlers import Wiring
+
+    woken: list[str] = []
+
+    class Controller:
+        def wake_node(self, name: str) -> None:
+            woken.append(name)
+
+    wiring = Wiring(Controller(), None, None, None)  # type: ignore[arg-type]
+
+    def node(status: str, beat: str, since: str = "t0") -> dict[str, Any]:
+        ready = {"type": "Ready", "status": status, "lastHeartbeatTime": beat, "lastTransitionTime": since}
+        return {"metadata": {"name": "n1"}, "status": {"conditions": [ready]}}
+
+    await wiring.node_event("MODIFIED", node("True", "h1"))  # first seen: wakes
+    await wiring.node_event("MODIFIED", node("True", "h2"))  # heartbeat only
+    await wiring.node_event("MODIFIED", node("True", "h3"))
+    assert woken == ["n1"]
+    await wiring.node_event("MODIFIED", node("Unknown", "h3", since="t1"))
+    await wiring.node_event("MODIFIED", node("Unknown", "h3", since="t1"))
+    await wiring.node_event("DELETED", node("Unknown", "h3", since="t1"))
+    assert woken == ["n1", "n1", "n1"]

@@ -76,6 +76,13 @@ def _initializer(obj: Obj) -> Mapping[Hashable, Any]:
     return {(meta.get("namespace"), _cluster_of(obj)): meta["name"]}
 
 
+def _ready_condition(obj: Obj) -> tuple[Any, ...]:
+    for c in (obj.get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Ready":
+            return (c.get("status"), c.get("reason"), c.get("lastTransitionTime"))
+    return ()
+
+
 def _node(obj: Obj) -> Mapping[Hashable, Any]:
     """Cluster-scoped (watched even when the operator watches some namespaces): failover's view."""
     return {obj["metadata"]["name"]: trim_node(obj)}
@@ -88,6 +95,8 @@ class Wiring:
     autoscaler: AutoscalerLoop
     monitors: MonitorController
     indexes: dict[str, Index] = field(default_factory=lambda: {name: Index() for name in INDEXES})
+    node_ready: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    """Per node, its Ready condition as last handled, without the heartbeat time."""
 
     def watches(self) -> list[Watch]:
         ix = self.indexes
@@ -165,4 +174,15 @@ class Wiring:
             self.controller.enqueue(key)
 
     async def node_event(self, type: str, obj: Obj) -> None:
-        self.controller.wake_node(obj["metadata"]["name"])
+        """A node's Ready condition changed, or the node went: the clusters with a pod on it.  A
+        kubelet's status report that changes nothing the controller reads (heartbeat times, images,
+        capacity) wakes nothing."""
+        name = obj["metadata"]["name"]
+        if type == "DELETED":
+            self.node_ready.pop(name, None)
+        else:
+            ready = _ready_condition(obj)
+            if self.node_ready.get(name) == ready:
+                return
+            self.node_ready[name] = ready
+        self.controller.wake_node(name)
