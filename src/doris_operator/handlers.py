@@ -88,6 +88,13 @@ def _node(obj: Obj) -> Mapping[Hashable, Any]:
     return {obj["metadata"]["name"]: trim_node(obj)}
 
 
+def _forget_or_enqueue(queue: InitializerController | MonitorController, type: str, obj: Obj) -> None:
+    if type == "DELETED":
+        queue.forget(_key(obj))
+    else:
+        queue.enqueue(_key(obj))
+
+
 @dataclass
 class Wiring:
     controller: Controller
@@ -145,18 +152,10 @@ class Wiring:
         self.initializers.wake_cluster(key)
 
     async def initializer_event(self, type: str, obj: Obj) -> None:
-        key = _key(obj)
-        if type == "DELETED":
-            self.initializers.forget(key)
-        else:
-            self.initializers.enqueue(key)
+        _forget_or_enqueue(self.initializers, type, obj)
 
     async def monitor_event(self, type: str, obj: Obj) -> None:
-        key = _key(obj)
-        if type == "DELETED":
-            self.monitors.forget(key)
-        else:
-            self.monitors.enqueue(key)
+        _forget_or_enqueue(self.monitors, type, obj)
 
     async def autoscaler_event(self, type: str, obj: Obj) -> None:
         cluster = _cluster_of(obj)
@@ -164,12 +163,12 @@ class Wiring:
             self.autoscaler.wake((obj["metadata"].get("namespace") or "default", cluster))
 
     async def child_event(self, type: str, obj: Obj) -> None:
-        key = child_key(obj)
-        if key is not None:
-            self.controller.enqueue(key)
+        self._wake(child_key(obj))
 
     async def pod_event(self, type: str, obj: Obj) -> None:
-        key = pod_key(obj)
+        self._wake(pod_key(obj))
+
+    def _wake(self, key: ClusterKey | None) -> None:
         if key is not None:
             self.controller.enqueue(key)
 

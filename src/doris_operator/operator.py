@@ -8,7 +8,6 @@ import logging
 import os
 import signal
 import socket
-import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -17,6 +16,7 @@ from lightkube.config.kubeconfig import KubeConfig
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import allocator, handlers
+from .imports import hidden
 from .informers import Informers
 from .k8s import FIELD_MANAGER, Fence, Kube
 from .leader import LeaderElector
@@ -130,14 +130,8 @@ def kube_client(config: KubeConfig) -> AsyncClient:
     """lightkube's client over HTTP/1.1.  httpcore2 imports h2 (its HTTP/2 support) whenever it is
     installed; hidden while the transport is made, it stays unloaded (1 MiB of RSS: docs/benchmarks.md,
     Memory).  A process that imported h2 already keeps it."""
-    hide = "h2" not in sys.modules
-    if hide:
-        sys.modules["h2"] = None  # type: ignore[assignment]  # `import h2`: ImportError
-    try:
+    with hidden("h2"):
         return AsyncClient(config, field_manager=FIELD_MANAGER)
-    finally:
-        if hide and sys.modules.get("h2", False) is None:
-            del sys.modules["h2"]
 
 
 async def main(opts: Options) -> int:

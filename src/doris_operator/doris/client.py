@@ -12,7 +12,6 @@ import json
 import logging
 import re
 import ssl
-import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,19 +19,15 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, ClassVar, Self, TypeVar
 
+from ..imports import hidden
+
 # pymysql without ``cryptography`` (about 10 MiB of RSS: docs/benchmarks.md, Memory), unless something in
 # the process loaded it already.  pymysql needs it only to RSA-encrypt a password for ``sha256_password``
 # or the full ``caching_sha2_password`` exchange over plain TCP, which the auth plugins below refuse
 # before pymysql gets there (over TLS the password goes as is; without TLS nothing is sent).
-_HIDE_CRYPTOGRAPHY = "pymysql" not in sys.modules and "cryptography" not in sys.modules
-if _HIDE_CRYPTOGRAPHY:
-    sys.modules["cryptography"] = None  # type: ignore[assignment]  # `import cryptography`: ImportError
-try:
+with hidden("cryptography"):
     import pymysql
     from pymysql import _auth
-finally:
-    if _HIDE_CRYPTOGRAPHY:
-        del sys.modules["cryptography"]
 
 _pymysql_auth: Any = _auth  # untyped in types-PyMySQL
 
