@@ -4,6 +4,7 @@ Each check imports in a fresh interpreter, so nothing an earlier test imported c
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -125,5 +126,30 @@ def test_the_operators_client_leaves_http2_unloaded(tmp_path: Path) -> None:
         "assert client._client._client is not None\n"
     )
     modules = loaded(code)
-    assert "httpcore2" in modules and not {m for m in modules if m.split(".")[0] in ("h2", "hpack")}
+    assert "doris_operator.transport" in modules
+    assert not {m for m in modules if m.split(".")[0] in ("h2", "hpack")}
     assert "h2" in loaded(code.replace("from doris_operator", "import h2\nfrom doris_operator"))
+
+
+def test_with_a_ca_in_the_kubeconfig_httpx2s_own_transport_stack_stays_unloaded(tmp_path: Path) -> None:
+    """The operator's transport (transport.py) replaces httpcore2, h11 and anyio: with the CA a real
+    kubeconfig names (or the ServiceAccount's), none of them is imported."""
+    from doris_operator.webhook.certs import issue
+
+    _, ca = issue(["127.0.0.1"], dt.timedelta(days=1))
+    (tmp_path / "ca.pem").write_bytes(ca)
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1', "
+        f"certificate-authority: {tmp_path / 'ca.pem'}}}}}]\n"
+        "users: [{name: u, user: {token: t}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\n"
+    )
+    code = (
+        "from lightkube.config.kubeconfig import KubeConfig\n"
+        "from doris_operator.operator import kube_client\n"
+        f"client = kube_client(KubeConfig.from_file({str(kubeconfig)!r}))\n"
+        "assert client._client._client is not None\n"
+    )
+    modules = {m.split(".")[0] for m in loaded(code)}
+    assert "httpx2" in modules and not modules & {"httpcore2", "h11", "anyio", "h2"}

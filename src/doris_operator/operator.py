@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from lightkube import AsyncClient
+from lightkube.config.client_adapter import verify_cluster
 from lightkube.config.kubeconfig import KubeConfig
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -25,6 +26,7 @@ from .reconcile.autoscaler import AutoscalerLoop, fe_backends
 from .reconcile.controller import Controller
 from .reconcile.initializer import InitializerController
 from .reconcile.monitor import MonitorController
+from .transport import Http11Transport
 
 if TYPE_CHECKING:  # the webhook (and cryptography) is imported only when it is served
     from .webhook.server import WebhookOptions, WebhookServer
@@ -127,11 +129,21 @@ async def _operate(opts: Options, kube: Kube, state: dict[str, bool]) -> None:
 
 
 def kube_client(config: KubeConfig) -> AsyncClient:
-    """lightkube's client over HTTP/1.1.  httpcore2 imports h2 (its HTTP/2 support) whenever it is
-    installed; hidden while the transport is made, it stays unloaded (1 MiB of RSS: docs/benchmarks.md,
-    Memory).  A process that imported h2 already keeps it."""
-    with hidden("h2"):
-        return AsyncClient(config, field_manager=FIELD_MANAGER)
+    """lightkube's client on :class:`~.transport.Http11Transport` (HTTP/1.1 on asyncio's streams),
+    with the TLS settings of the kubeconfig's current context (its CA, its client certificate).
+
+    httpcore2 imports h2 (its HTTP/2 support) whenever it is installed; should httpx2 make its own
+    transport (a proxy from the environment), h2 is hidden while it does, so it stays unloaded (1 MiB
+    of RSS: docs/benchmarks.md, Memory).  A process that imported h2 already keeps it."""
+    single = config.get()
+    if single is None:
+        raise ValueError("the kubeconfig names no context to use")
+    with hidden("h2"):  # lightkube makes a context without a CA file by httpx2's, which loads httpcore2
+        tls = None
+        if single.cluster.server.startswith("https:"):
+            assert single.user is not None, "the kubeconfig's context names no user"
+            tls = verify_cluster(single.cluster, single.user, single.abs_file)
+        return AsyncClient(single, field_manager=FIELD_MANAGER, transport=Http11Transport(tls))
 
 
 async def main(opts: Options) -> int:
