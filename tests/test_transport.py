@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from doris_operator.transport import Http11Transport
+from doris_operator.transport import TLS_READ, Http11Transport
 from doris_operator.webhook.certs import issue
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, bytes], Awaitable[bool]]
@@ -246,6 +246,9 @@ async def test_tls_checks_the_servers_certificate_for_its_ip(tmp_path: Path) -> 
             assert (await client.get("/")).json() == {"tls": True}
             assert (await client.get("/")).json() == {"tls": True}
             assert conns == [1, 1]
+            (kept,) = [c for idle in client._transport._idle.values() for c in idle]  # type: ignore[attr-defined]
+            # asyncio's TLS buffer per connection: 64 KiB (TLS_READ), not its 256 KiB
+            assert len(kept.writer.transport._ssl_protocol._ssl_buffer) <= TLS_READ
         _, other_ca = issue(["127.0.0.1"], dt.timedelta(days=1))
         untrusted = ssl.create_default_context(cadata=other_ca.decode())
         async with httpx2.AsyncClient(transport=Http11Transport(untrusted), base_url=url) as client:

@@ -21,6 +21,7 @@ Proxies from the environment stay httpx2's own (its mounts take precedence over 
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
 import ssl
 import time
 from collections import deque
@@ -33,6 +34,12 @@ MAX_HEADER = 1 << 16
 """Bytes allowed for a response's status line and headers, and what a connection buffers before it
 stops reading from the socket (twice that: asyncio's StreamReader limit)."""
 READ_CHUNK = 1 << 16
+TLS_READ = 1 << 16
+"""Bytes a TLS connection reads at a time.  asyncio's TLS protocol allocates a buffer of its
+``max_size`` per connection up front (256 KiB in CPython 3.11-3.13): with a dozen watch streams and
+the kept connections that was 5 MiB of RSS.  httpcore2 (anyio) read 64 KiB at a time too.  It is a
+class attribute, so this applies to every asyncio TLS connection of the process (the webhook's)."""
+asyncio.sslproto.SSLProtocol.max_size = min(asyncio.sslproto.SSLProtocol.max_size, TLS_READ)
 NO_BODY_STATUS = frozenset({204, 304})
 
 
