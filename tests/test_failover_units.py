@@ -223,3 +223,53 @@ def test_a_member_matches_its_pod_in_any_cluster_domain() -> None:
         assert host_matches(host, hosts), host
     for host in ("c-be-1.c-be-internal.ns.svc.cluster.local", "c-be-0.c-be-internal.other.svc", "10.1.2.30"):
         assert not host_matches(host, hosts), host
+
+
+async def test_fault_recovery_reads_doris_on_the_open_session_and_asks_each_fe_only_when_it_fails(
+    monkeypatch: Any,
+) -> None:
+    """One login per reconcile: the view comes from the reconcile's open FE session; the FEs are asked
+    one by one only when that session fails or none is open."""
+    from doris_operator.api.lenient import parse_stored_cluster
+    from doris_operator.doris.client import Credentials, UnreachableError
+    from doris_operator.reconcile import faults
+    from doris_operator.reconcile.members import FeAccess
+
+    dc = parse_stored_cluster(
+        {
+            "apiVersion": "doris.selectdb.com/v1",
+            "kind": "DorisCluster",
+            "metadata": {"name": "dc", "namespace": "ns", "uid": "u"},
+            "spec": {"feSpec": {"image": "fe", "replicas": 1}},
+        }
+    )
+    asked: list[str] = []
+
+    async def each_fe(*args: Any, **kwargs: Any) -> MemberView:
+        asked.append("each FE")
+        return MemberView(error="nobody")
+
+    async def session() -> MemberView:
+        asked.append("session")
+        return MemberView([fe("dc-fe-0", "FOLLOWER", True)], [], None, source="fe:9030")
+
+    async def failing() -> MemberView:
+        asked.append("session")
+        raise UnreachableError(2003, "gone")
+
+    async def creds() -> Credentials:
+        return Credentials()
+
+    async def record(*args: Any) -> None:
+        pass
+
+    class Kube:
+        def secret_refused(self, name: str, namespace: str) -> None:
+            pass
+
+    kube: Any = Kube()
+    monkeypatch.setattr(faults, "read_members", each_fe)
+    for members, expected in ((session, ["session"]), (failing, ["session", "each FE"]), (None, ["each FE"])):
+        asked.clear()
+        await faults.reconcile_faults(dc, [], None, {}, kube, FeAccess(9030), creds, record, members=members)
+        assert asked == expected

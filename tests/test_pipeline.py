@@ -27,8 +27,10 @@ class FakeKube:
         self.events: list[tuple[str, str, str]] = []
         self.status: dict[str, Any] | None = None
         self.fail: set[str] = set()
+        self.gets: list[tuple[str, str]] = []
 
     async def get(self, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
+        self.gets.append((kind, name))
         return None
 
     async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
@@ -252,3 +254,24 @@ async def test_the_result_says_what_is_awaited(monkeypatch: pytest.MonkeyPatch) 
     assert result.wait is not None and result.wait.on == "drain", result.wait
     assert result.requeue_after == waits.DRAIN_POLL_MIN
     assert (("ns", NAME)) in ctx.waits
+
+
+async def test_objects_the_caches_miss_are_read_live_but_a_new_clusters_bes_only_once_an_fe_answers() -> None:
+    """Reading a BE's objects before an FE is up only to wait would be 4 GETs per new cluster for
+    nothing (the plan neither makes nor touches them then); once an FE pod is Ready, they are read
+    before anything is planned for them."""
+    from doris_operator.api.lenient import parse_stored_cluster
+    from doris_operator.reconcile.snapshot import observe
+
+    kube = FakeKube()
+    dc = parse_stored_cluster(body())
+    await observe(body(), dc, [], [], kube)  # type: ignore[arg-type]
+    be = {names.statefulset(NAME, "be"), names.access_service(NAME, "be"), names.internal_service(NAME, "be")}
+    assert {name for _, name in kube.gets} & be == set()
+    assert ("StatefulSet", names.statefulset(NAME, "fe")) in kube.gets
+    assert ("Service", names.access_service(NAME, "fe")) in kube.gets
+
+    kube = FakeKube()
+    await observe(body(), dc, [], [fe_pod()], kube)  # type: ignore[arg-type]
+    assert be <= {name for _, name in kube.gets}
+    assert ("StatefulSet", names.statefulset(NAME, "fe")) in kube.gets

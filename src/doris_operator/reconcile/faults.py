@@ -113,10 +113,20 @@ async def reconcile_faults(
     fe_access: FeAccess,
     credentials: Callable[[], Awaitable[Credentials]],
     record: Record,
+    members: Callable[[], Awaitable[MemberView]] | None = None,
 ) -> FaultResult:
+    """``members``: Doris's view from a session the reconcile has open already (the master's); when
+    it is None or fails, each FE is asked in turn (:func:`~.members.read_members`)."""
     result = FaultResult()
     refused = credentials_refused(dc, kube.secret_refused)
-    view = await read_members(dc, fe_access, credentials, refused=refused)
+    view = MemberView()
+    if members is not None:
+        try:
+            view = await members()
+        except (DorisError, OSError) as err:
+            log.debug("%s/%s: the open FE session failed (%s): asking each FE", dc.namespace, dc.name, err)
+    if not view.known:
+        view = await read_members(dc, fe_access, credentials, refused=refused)
     if not view.known:
         log.debug("%s/%s: no FE answered (%s): readiness gates unchanged", dc.namespace, dc.name, view.error)
     now = dt.datetime.now(dt.UTC)

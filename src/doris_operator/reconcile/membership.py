@@ -115,6 +115,11 @@ class FeSession:
         client, _ = await self._open()
         return await asyncio.to_thread(fn, client)
 
+    @property
+    def opened(self) -> bool:
+        """Logged in, and the master's view read, in this reconcile."""
+        return self._client is not None and self._view is not None
+
     async def close(self) -> None:
         if self._client is not None:
             await asyncio.to_thread(self._client.close)

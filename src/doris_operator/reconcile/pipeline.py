@@ -28,6 +28,7 @@ from typing import TypeVar
 
 from ..access import credentials_refused
 from ..api import podsecurity
+from ..api.doriscluster import DorisCluster
 from ..api.lenient import parse_stored_cluster
 from ..api.validation import InvalidResource
 from ..builders.config import resolve as resolve_config
@@ -37,7 +38,7 @@ from ..metrics import export_draining
 from .act import AppliedMemory, EventRecorder, Executor, HeldCreated, WriteStatus, digest, top_copy
 from .faults import FaultResult, reconcile_faults
 from .intent import Annotate, annotator
-from .members import FeAccess
+from .members import FeAccess, MemberView, read_members_on
 from .membership import FE_ADDRESS_ANNOTATION, FeSession, credentials, fe_endpoint, reconcile_membership
 from .observed import Obj
 from .plan import keep_claim_templates, plan_children, plan_status
@@ -273,7 +274,7 @@ async def _converge(
         if fe_access is None:
             return None
         try:
-            return await _faults(snap, all_pods, fe_access, creds, record, executor, ctx)
+            return await _faults(snap, all_pods, fe_access, creds, record, executor, ctx, session)
         except (NotLeading, asyncio.CancelledError):
             raise
         except Exception as err:
@@ -359,10 +360,12 @@ async def _faults(
     record: Callable[[str, str, str], Awaitable[None]],
     executor: Executor,
     ctx: Context,
+    session: FeSession | None = None,
 ) -> FaultResult:
     """Readiness gates, abandoned drains and failover (:mod:`.faults`), on every pod of the cluster
     (terminating ones too: a pod stuck on a lost node is one).  Its statements to Doris pass the fence
-    like the FE session's."""
+    like the FE session's.  Doris's view comes from the reconcile's FE session when it is open (one
+    login per reconcile, not two), else from each FE in turn."""
     dc = snap.dc
     ctx.kube.fence.check("sql", "Doris")
     nodes = ctx.nodes() if ctx.nodes is not None else None
@@ -377,9 +380,17 @@ async def _faults(
         fe_access,
         creds,
         record,
+        members=_session_members(session, dc) if session is not None and session.opened else None,
     )
     executor.writes += faults.writes
     return faults
+
+
+def _session_members(session: FeSession, dc: DorisCluster) -> Callable[[], Awaitable[MemberView]]:
+    async def members() -> MemberView:
+        return await read_members_on(session.call, dc, f"{session.host}:{session.port}")
+
+    return members
 
 
 async def _finish(

@@ -19,7 +19,7 @@ from ..k8s import owner_uids
 from .act import Action, Apply, Delete, Emit, TakeOwnership, digest, top_copy
 from .cn_hpa import hpa_owns_cn
 from .observed import ADOPTED_TEMPLATE, Obj
-from .snapshot import Key, Snapshot, component_of, referenced_secrets
+from .snapshot import Key, Snapshot, component_of, fe_answers, referenced_secrets
 from .status import Findings, cluster_status, component_status
 
 TEMPLATE: tuple[str, ...] = ("f:spec", "f:template")
@@ -38,13 +38,6 @@ def controlled(obj: Obj, uid: str) -> bool:
 
 def owned(obj: Obj, uid: str) -> bool:
     return bool(uid) and uid in owner_uids(obj)
-
-
-def fe_answers(snap: Snapshot) -> bool:
-    """BE, CN and Broker register with an FE when they start, so they wait until one is up."""
-    if snap.dc.spec.fe_spec is None:
-        return True  # they use feAddress: an FE outside this resource
-    return any(p["ready"] and p["metadata"]["labels"].get(names.LABEL_COMPONENT) == "fe" for p in snap.pods)
 
 
 def keep_claim_templates(obj: Obj, observed: Obj) -> tuple[Obj, list[str]]:

@@ -75,12 +75,24 @@ async def observe(
     return snap
 
 
+def fe_answers(snap: Snapshot) -> bool:
+    """BE, CN and Broker register with an FE when they start, so they wait until one is up."""
+    if snap.dc.spec.fe_spec is None:
+        return True  # they use feAddress: an FE outside this resource
+    return any(p["ready"] and p["metadata"]["labels"].get(names.LABEL_COMPONENT) == "fe" for p in snap.pods)
+
+
 async def read_missing(snap: Snapshot, kube: Kube) -> None:
-    """GET each desired object the caches don't hold (in parallel)."""
+    """GET each desired object the caches don't hold (in parallel), but those the plan would leave
+    alone anyway: a BE's, CN's or Broker's while no FE answers (a new cluster's BEs are read once its
+    FE is up, just before they are made; an existing one missed meanwhile is only adopted later)."""
+    waiting = not fe_answers(snap)
     missing = [
         (o["kind"], o["metadata"]["name"])
         for o in snap.desired
-        if o["kind"] in LIVE_READ_KINDS and (o["kind"], o["metadata"]["name"]) not in snap.children
+        if o["kind"] in LIVE_READ_KINDS
+        and (o["kind"], o["metadata"]["name"]) not in snap.children
+        and not (waiting and component_of(o) not in ("", "fe"))
     ]
     found = await asyncio.gather(*(kube.get(kind, name, snap.dc.namespace) for kind, name in missing))
     for key, obj in zip(missing, found, strict=True):
