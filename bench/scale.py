@@ -263,7 +263,8 @@ def start_operator(
 @contextlib.contextmanager
 def profiled(op: Operator, path: Path | None) -> Iterator[None]:
     """``--profile``: py-spy samples the operator (the thread holding the GIL: where its CPU goes) until
-    the scale point ends, into ``path`` as collapsed stacks (one line per stack: frames;...;count)."""
+    the scale point ends, into ``path`` as collapsed stacks (one line per stack: frames;...;count), at
+    PY_SPY_RATE samples per second (100)."""
     if path is None or op.proc is None:
         yield
         return
@@ -278,7 +279,7 @@ def profiled(op: Operator, path: Path | None) -> Iterator[None]:
             "--format",
             "raw",
             "--rate",
-            "100",
+            os.environ.get("PY_SPY_RATE", "100"),
             "--pid",
             str(op.proc.pid),
             "-o",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Hashable, Mapping
+from collections.abc import AsyncIterator, Hashable, Mapping
 from typing import Any
 
 import httpx2
@@ -29,6 +29,8 @@ class FakeAPI:
         self.requests: list[httpx2.Request] = []
         self.fail: list[int] = []
         self.gone_as_status = False
+        self.chunk = 0
+        """Stream a watch's answer in pieces of this many bytes (0: all at once)."""
 
     def put(
         self, name: str, namespace: str = "ns", labels: dict[str, str] | None = None, **spec: Any
@@ -73,13 +75,18 @@ class FakeAPI:
                     return httpx2.Response(410, json={"message": "too old resource version"})
                 error = {"type": "ERROR", "object": {"kind": "Status", "code": 410, "message": "too old"}}
                 return httpx2.Response(200, content=json.dumps(error).encode() + b"\n")
-            lines = [json.dumps({"type": t, "object": o}) for v, t, o in self.log if v > since]
+            lines = [
+                json.dumps({"type": t, "object": o}, ensure_ascii=False) for v, t, o in self.log if v > since
+            ]
             lines.append(
                 json.dumps(
                     {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": str(self.version)}}}
                 )
             )
-            return httpx2.Response(200, content=("\n".join(lines) + "\n").encode())
+            data = ("\n".join(lines) + "\n").encode()
+            if self.chunk:
+                return httpx2.Response(200, content=_pieces(data, self.chunk))
+            return httpx2.Response(200, content=data)
         limit = int(params.get("limit") or 0) or len(self.objects)
         start = int(params.get("continue") or 0)
         keys = sorted(self.objects)[start : start + limit]
@@ -96,6 +103,12 @@ class FakeAPI:
                 "items": items,
             },
         )
+
+
+async def _pieces(data: bytes, size: int) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), size):
+        await asyncio.sleep(0)
+        yield data[start : start + size]
 
 
 def by_owner(obj: dict[str, Any]) -> Mapping[Hashable, Any]:
@@ -179,6 +192,27 @@ async def test_watch_events_change_the_index_and_wake_the_handler() -> None:
     assert inf.version == str(api.version)  # the bookmark's
     await inf.follow()  # nothing new: no handler call, the version is the bookmark's
     assert len(recorder.calls) == 3
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 100, 4096])
+async def test_watch_events_split_across_chunks_or_several_in_one_are_each_delivered_once(chunk: int) -> None:
+    api = FakeAPI()
+    inf, index, recorder = informer(api)
+    await inf.relist()
+    api.chunk = chunk
+    for i in range(4):
+        api.put(f"p{i}", labels={"owner": "c1"}, text="é" * i)  # non-ASCII split mid-character too
+    api.delete("p2")
+    await inf.follow()
+    assert [(k, n) for k, n, _ in recorder.calls] == [
+        ("ADDED", "p0"),
+        ("ADDED", "p1"),
+        ("ADDED", "p2"),
+        ("ADDED", "p3"),
+        ("DELETED", "p2"),
+    ]
+    assert recorder.calls[3][2]["spec"] == {"text": "ééé"}
+    assert sorted(index[("ns", "c1")]) == ["p0", "p1", "p3"] and inf.version == str(api.version)
 
 
 @pytest.mark.parametrize("as_status", [False, True], ids=["error-event", "http-410"])

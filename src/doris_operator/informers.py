@@ -250,9 +250,19 @@ class Informer:
             if response.status_code != 200:
                 await response.aread()
                 raise _failure(response, f"watching {self.what}")
-            async for line in response.aiter_lines():
-                if line.strip():
-                    await self._event(json.loads(line))
+            # one JSON object per line, decoded from bytes: httpx2's text and line layers cost ~5% of
+            # the operator's CPU while converging (docs/benchmarks.md, CPU)
+            rest = b""
+            async for chunk in response.aiter_bytes():
+                if b"\n" not in chunk:
+                    rest += chunk
+                    continue
+                *lines, rest = (rest + chunk if rest else chunk).split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        await self._event(json.loads(line))
+            if rest.strip():
+                await self._event(json.loads(rest))
 
     async def _event(self, event: Obj) -> None:
         kind = event.get("type")
