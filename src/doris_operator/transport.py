@@ -9,8 +9,10 @@ the ``Response`` API lightkube and the informers read) and does the wire itself:
 
 - one request at a time per connection, keep-alive, at most ``max_idle`` idle connections per host
   (the oldest closed first), an idle connection reused for ``keepalive`` seconds;
-- a reused connection that the server closed before answering is retried once on a new one (nothing
-  was read, so the server did not act on it);
+- a reused connection that fails before any byte of the answer (the server closed it while it was
+  idle, the usual case) gets the request once more on a new connection.  Should the server have acted
+  on the first copy, the operator's requests bear it: applies and status patches land the same
+  twice, a delete with a uid precondition finds the object gone, and at worst an Event is doubled;
 - bodies by ``Content-Length``, ``chunked`` (watch streams: each chunk as it arrives), or until the
   connection closes;
 - httpx2's timeouts (connect, write, read per read) and its exception types, so callers see what
@@ -63,6 +65,16 @@ class _Connection:
 
 class _Stale(Exception):
     """A reused connection was closed by the server before any byte of the answer."""
+
+
+def _broken(
+    conn: _Connection, request: httpx2.Request, err: OSError, error: type[httpx2.TransportError]
+) -> Exception:
+    """A connection failed before the answer began: closed; on a reused one, :class:`_Stale`."""
+    conn.close()
+    if conn.reused:
+        return _Stale()
+    return error(str(err) or type(err).__name__, request=request)
 
 
 def _timeout(request: httpx2.Request, which: str) -> float | None:
@@ -228,10 +240,7 @@ class Http11Transport(httpx2.AsyncBaseTransport):
             conn.close()
             raise httpx2.WriteTimeout("timed out sending the request", request=request) from err
         except OSError as err:
-            conn.close()
-            if conn.reused:
-                raise _Stale() from err
-            raise httpx2.WriteError(str(err) or type(err).__name__, request=request) from err
+            raise _broken(conn, request, err, httpx2.WriteError) from err
         try:
             async with asyncio.timeout(_timeout(request, "read")):
                 raw = await conn.reader.readuntil(b"\r\n\r\n")
@@ -247,10 +256,7 @@ class Http11Transport(httpx2.AsyncBaseTransport):
             conn.close()
             raise httpx2.RemoteProtocolError("response headers too long", request=request) from err
         except OSError as err:
-            conn.close()
-            if conn.reused:
-                raise _Stale() from err
-            raise httpx2.ReadError(str(err) or type(err).__name__, request=request) from err
+            raise _broken(conn, request, err, httpx2.ReadError) from err
         status, reason, headers = self._parse_head(raw, request)
         values = {name.lower(): value for name, value in headers}
         chunked = b"chunked" in values.get(b"transfer-encoding", b"").lower()
