@@ -180,6 +180,9 @@ async def test_timeouts_and_broken_answers_raise_httpx2s_exceptions() -> None:
         elif b"short" in request:
             await answer(writer, b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
             return False
+        elif b"badchunk" in request:
+            await answer(writer, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n")
+            return False
         elif b"garbage" in request:
             await answer(writer, b"SSH-2.0-OpenSSH\r\n\r\n")
             return False
@@ -195,6 +198,8 @@ async def test_timeouts_and_broken_answers_raise_httpx2s_exceptions() -> None:
             await client.get("/short")
         with pytest.raises(httpx2.RemoteProtocolError):
             await client.get("/garbage")
+        with pytest.raises(httpx2.RemoteProtocolError, match="chunk size"):
+            await client.get("/badchunk")
         assert (await client.get("/fine")).json() == {}
 
 

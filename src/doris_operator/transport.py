@@ -109,7 +109,7 @@ class _Body(httpx2.AsyncByteStream):
             raise httpx2.RemoteProtocolError(
                 "the server closed the connection in the middle of the response", request=self.request
             ) from err
-        except (asyncio.LimitOverrunError, ValueError) as err:
+        except asyncio.LimitOverrunError as err:
             raise httpx2.RemoteProtocolError(f"malformed response body: {err}", request=self.request) from err
         except OSError as err:
             raise httpx2.ReadError(str(err) or type(err).__name__, request=self.request) from err
@@ -119,7 +119,12 @@ class _Body(httpx2.AsyncByteStream):
         if self.chunked:
             while True:
                 line = await self._read(reader.readuntil(b"\r\n"))
-                size = int(line.split(b";", 1)[0].strip(), 16)
+                try:
+                    size = int(line.split(b";", 1)[0].strip(), 16)
+                except ValueError as err:
+                    raise httpx2.RemoteProtocolError(
+                        f"malformed chunk size {line[:40]!r}", request=self.request
+                    ) from err
                 if size == 0:
                     while (await self._read(reader.readuntil(b"\r\n"))) != b"\r\n":
                         pass  # trailers
