@@ -141,7 +141,8 @@ def kube_client(config: KubeConfig) -> AsyncClient:
     with hidden("h2"):  # lightkube makes a context without a CA file by httpx2's, which loads httpcore2
         tls = None
         if single.cluster.server.startswith("https:"):
-            assert single.user is not None, "the kubeconfig's context names no user"
+            if single.user is None:
+                raise ValueError("the kubeconfig's context names no user")
             tls = verify_cluster(single.cluster, single.user, single.abs_file)
         return AsyncClient(single, field_manager=FIELD_MANAGER, transport=Http11Transport(tls))
 

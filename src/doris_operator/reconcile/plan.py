@@ -19,7 +19,7 @@ from ..k8s import owner_uids
 from .act import Action, Apply, Delete, Emit, TakeOwnership, digest, top_copy
 from .cn_hpa import hpa_owns_cn
 from .observed import ADOPTED_TEMPLATE, Obj
-from .snapshot import Key, Snapshot, component_of, fe_answers, referenced_secrets
+from .snapshot import Key, Snapshot, component_of, fe_answers, referenced_secrets, waits_for_fe
 from .status import Findings, cluster_status, component_status
 
 TEMPLATE: tuple[str, ...] = ("f:spec", "f:template")
@@ -90,7 +90,7 @@ def plan_children(snap: Snapshot, replicas: dict[str, int]) -> Plan:
         key: Key = (obj["kind"], obj["metadata"]["name"])
         live = snap.children.get(key)
         if live is None:
-            if comp and comp != "fe" and not fe_ready:
+            if waits_for_fe(comp, fe_ready):
                 plan.findings.waiting[comp] = (
                     "WaitingForFE",
                     "waiting for an FE to answer before creating it",

@@ -82,17 +82,22 @@ def fe_answers(snap: Snapshot) -> bool:
     return any(p["ready"] and p["metadata"]["labels"].get(names.LABEL_COMPONENT) == "fe" for p in snap.pods)
 
 
+def waits_for_fe(comp: str, fe_ready: bool) -> bool:
+    """A BE's, CN's or Broker's object is neither made nor touched before an FE answers."""
+    return bool(comp) and comp != "fe" and not fe_ready
+
+
 async def read_missing(snap: Snapshot, kube: Kube) -> None:
     """GET each desired object the caches don't hold (in parallel), but those the plan would leave
     alone anyway: a BE's, CN's or Broker's while no FE answers (a new cluster's BEs are read once its
     FE is up, just before they are made; an existing one missed meanwhile is only adopted later)."""
-    waiting = not fe_answers(snap)
+    fe_ready = fe_answers(snap)
     missing = [
         (o["kind"], o["metadata"]["name"])
         for o in snap.desired
         if o["kind"] in LIVE_READ_KINDS
         and (o["kind"], o["metadata"]["name"]) not in snap.children
-        and not (waiting and component_of(o) not in ("", "fe"))
+        and not waits_for_fe(component_of(o), fe_ready)
     ]
     found = await asyncio.gather(*(kube.get(kind, name, snap.dc.namespace) for kind, name in missing))
     for key, obj in zip(missing, found, strict=True):
