@@ -1,6 +1,8 @@
 """The operator's API calls against the real apiserver: a delete with a uid precondition never deletes a
 replacement; taking over field ownership makes what the operator stops applying go away; a closed
-fence sends nothing."""
+fence sends nothing.  Each runs twice: on the operator's own client (kube_client: the hot calls written
+straight onto its transport, k8s.Direct) and on lightkube's default client (the same calls through
+httpx2)."""
 
 from __future__ import annotations
 
@@ -10,10 +12,11 @@ from typing import Any
 
 import pytest
 import yaml
-from lightkube import AsyncClient
+from lightkube import ApiError, AsyncClient
 from lightkube.config.kubeconfig import KubeConfig
 
 from doris_operator.k8s import FIELD_MANAGER, Fence, Kube, NotLeading
+from doris_operator.operator import kube_client
 from harness import Kubectl
 
 pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("clean_namespaces")]
@@ -28,11 +31,27 @@ def _service(ns: str, name: str, labels: dict[str, str]) -> dict[str, Any]:
     }
 
 
+VIA = ["direct"]
+
+
+@pytest.fixture(autouse=True, params=["direct", "httpx2"])
+def via(request: pytest.FixtureRequest) -> Any:
+    VIA[0] = request.param
+    yield request.param
+    VIA[0] = "direct"
+
+
 def _run(kube_cluster: Any, fn: Any, fence: Fence | None = None) -> Any:
     async def main() -> Any:
-        client = AsyncClient(KubeConfig.from_file(kube_cluster.kubeconfig), field_manager=FIELD_MANAGER)
+        config = KubeConfig.from_file(kube_cluster.kubeconfig)
+        if VIA[0] == "direct":
+            client = kube_client(config)
+        else:
+            client = AsyncClient(config, field_manager=FIELD_MANAGER)
         try:
-            return await fn(Kube(client, fence))
+            kube = Kube(client, fence)
+            assert (kube.direct is not None) == (VIA[0] == "direct")
+            return await fn(kube)
         finally:
             await client.close()
 
@@ -132,3 +151,34 @@ def test_repeats_are_aggregated_into_one_event(kube_cluster: Any, kubectl: Kubec
     _run(kube_cluster, repeat)
     (event,) = kubectl.items("events", ns)
     assert event["count"] == 4 and event["lastTimestamp"] >= event["firstTimestamp"]
+
+
+def test_apply_read_annotate_and_errors(kube_cluster: Any, kubectl: Kubectl) -> None:
+    ns = kubectl.new_namespace()
+    kubectl.apply(
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}, "data": {"k": "v"}}, ns
+    )
+
+    async def calls(kube: Kube) -> None:
+        stored = await kube.apply(_service(ns, "svc", {"app": "x"}))
+        assert stored["kind"] == "Service" and stored["spec"]["clusterIP"]
+        assert [m["manager"] for m in stored["metadata"]["managedFields"]] == [FIELD_MANAGER]
+        got = await kube.get("Service", "svc", ns)
+        assert got is not None and got["metadata"]["uid"] == stored["metadata"]["uid"]
+        assert got["apiVersion"] == "v1" and got["metadata"]["labels"] == {"app": "x"}
+        assert await kube.get("Service", "missing", ns) is None
+        assert await kube.config_map("cm", ns) == {"k": "v"} and await kube.config_map("no", ns) is None
+        await kube.annotate("Service", "svc", ns, {"doris.apache.org/x": "1"})
+        await kube.annotate("Service", "svc", ns, {"doris.apache.org/x": None, "doris.apache.org/y": "2"})
+        bad = _service(ns, "bad", {})
+        bad["spec"]["ports"] = []
+        with pytest.raises(ApiError) as err:
+            await kube.apply(bad)
+        assert err.value.status.code == 422 and "spec.ports" in (err.value.status.message or "")
+        with pytest.raises(ApiError) as err:
+            await kube.annotate("Service", "missing", ns, {"a": "b"})
+        assert err.value.status.code == 404
+
+    _run(kube_cluster, calls)
+    annotations = kubectl.json("svc", "svc", "-n", ns)["metadata"]["annotations"]
+    assert annotations.get("doris.apache.org/y") == "2" and "doris.apache.org/x" not in annotations

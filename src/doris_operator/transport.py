@@ -18,7 +18,9 @@ the ``Response`` API lightkube and the informers read) and does the wire itself:
 - httpx2's timeouts (connect, write, read per read) and its exception types, so callers see what
   httpx2's own transport would raise.
 
-Proxies from the environment stay httpx2's own (its mounts take precedence over this transport)."""
+A client given this transport uses no proxy from the environment (httpx2 reads HTTP(S)_PROXY only for
+a client without one); a proxy given to the client explicitly is httpx2's own transport, mounted in
+front of this one."""
 
 from __future__ import annotations
 
@@ -67,19 +69,32 @@ class _Stale(Exception):
     """A reused connection was closed by the server before any byte of the answer."""
 
 
-def _broken(
-    conn: _Connection, request: httpx2.Request, err: OSError, error: type[httpx2.TransportError]
-) -> Exception:
+class _Ask:
+    """What the wire code needs of a request: its method, its timeouts, and the httpx2 request to name
+    in an exception (None for a :meth:`Http11Transport.fetch`)."""
+
+    __slots__ = ("method", "request", "timeouts")
+
+    def __init__(
+        self, method: str, timeouts: dict[str, float | None], request: httpx2.Request | None
+    ) -> None:
+        self.method, self.timeouts, self.request = method, timeouts, request
+
+    @classmethod
+    def of(cls, request: httpx2.Request) -> _Ask:
+        return cls(request.method, request.extensions.get("timeout") or {}, request)
+
+    def timeout(self, which: str) -> float | None:
+        value = self.timeouts.get(which)
+        return float(value) if value is not None else None
+
+
+def _broken(conn: _Connection, ask: _Ask, err: OSError, error: type[httpx2.TransportError]) -> Exception:
     """A connection failed before the answer began: closed; on a reused one, :class:`_Stale`."""
     conn.close()
     if conn.reused:
         return _Stale()
-    return error(str(err) or type(err).__name__, request=request)
-
-
-def _timeout(request: httpx2.Request, which: str) -> float | None:
-    value = (request.extensions.get("timeout") or {}).get(which)
-    return float(value) if value is not None else None
+    return error(str(err) or type(err).__name__, request=ask.request)
 
 
 class _Body(httpx2.AsyncByteStream):
@@ -89,15 +104,15 @@ class _Body(httpx2.AsyncByteStream):
         self,
         transport: Http11Transport,
         conn: _Connection,
-        request: httpx2.Request,
+        ask: _Ask,
         length: int | None,
         chunked: bool,
         reusable: bool,
     ) -> None:
-        self.transport, self.conn, self.request = transport, conn, request
+        self.transport, self.conn, self.request = transport, conn, ask.request
         self.length, self.chunked, self.reusable = length, chunked, reusable
         self.done = False
-        self.read_timeout = _timeout(request, "read")
+        self.read_timeout = ask.timeout("read")
 
     async def _read(self, coro: Any) -> Any:
         try:
@@ -146,10 +161,21 @@ class _Body(httpx2.AsyncByteStream):
         self.done = True
         await self.aclose()
 
+    async def read(self) -> bytes:
+        """The whole body (its connection goes back to the pool, or is closed on an error)."""
+        try:
+            return b"".join([part async for part in self])
+        finally:
+            await self.aclose()
+
     async def aclose(self) -> None:
         conn, self.conn = self.conn, None  # type: ignore[assignment]
         if conn is not None:
             self.transport._release(conn, self.done and self.reusable)
+
+
+Origin = tuple[str, str, int]
+"""(scheme, host, port) of a server."""
 
 
 class Http11Transport(httpx2.AsyncBaseTransport):
@@ -158,28 +184,30 @@ class Http11Transport(httpx2.AsyncBaseTransport):
     ) -> None:
         self.ssl_context = ssl_context
         self.max_idle, self.keepalive = max_idle, keepalive
-        self._idle: dict[tuple[str, str, int], deque[_Connection]] = {}
+        self._idle: dict[Origin, deque[_Connection]] = {}
         self.opened = 0
         """Connections opened so far (for tests and benchmarks)."""
 
-    async def _connect(self, request: httpx2.Request, key: tuple[str, str, int]) -> _Connection:
+    async def _connect(self, ask: _Ask, key: Origin) -> _Connection:
         scheme, host, port = key
         tls: ssl.SSLContext | None = None
         if scheme == "https":
             tls = self.ssl_context or ssl.create_default_context()
         try:
-            async with asyncio.timeout(_timeout(request, "connect")):
+            async with asyncio.timeout(ask.timeout("connect")):
                 reader, writer = await asyncio.open_connection(
                     host, port, ssl=tls, server_hostname=host if tls else None, limit=MAX_HEADER
                 )
         except TimeoutError as err:
-            raise httpx2.ConnectTimeout(f"connecting to {host}:{port} timed out", request=request) from err
+            raise httpx2.ConnectTimeout(
+                f"connecting to {host}:{port} timed out", request=ask.request
+            ) from err
         except (OSError, ssl.SSLError) as err:
-            raise httpx2.ConnectError(f"connecting to {host}:{port}: {err}", request=request) from err
+            raise httpx2.ConnectError(f"connecting to {host}:{port}: {err}", request=ask.request) from err
         self.opened += 1
         return _Connection(key, reader, writer)
 
-    def _take(self, key: tuple[str, str, int]) -> _Connection | None:
+    def _take(self, key: Origin) -> _Connection | None:
         idle = self._idle.get(key)
         now = time.monotonic()
         while idle:
@@ -207,19 +235,40 @@ class Http11Transport(httpx2.AsyncBaseTransport):
             raise httpx2.UnsupportedProtocol(f"{scheme!r} is not served by this transport", request=request)
         key = (scheme, url.host, url.port or (443 if scheme == "https" else 80))
         body = await request.aread()
-        head = self._head(request, body)
+        status, reason, headers, stream = await self._send(
+            key, _Ask.of(request), self._head(request, body) + body
+        )
+        return httpx2.Response(
+            status,
+            headers=headers,
+            stream=stream,
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason},
+        )
+
+    async def fetch(
+        self, origin: Origin, method: str, head: bytes, body: bytes, timeouts: dict[str, float | None]
+    ) -> tuple[int, bytes]:
+        """One request without httpx2: ``head`` is its request line and headers (``Host`` included,
+        ending in a blank line), sent with ``body``; the answer's status and whole body.  Errors are
+        httpx2's exceptions without a request.  For the operator's hot calls (:class:`~.k8s.Direct`)."""
+        status, _, _, stream = await self._send(origin, _Ask(method, timeouts, None), head + body)
+        return status, await stream.read()
+
+    async def _send(
+        self, key: Origin, ask: _Ask, data: bytes
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]], _Body]:
         conn = self._take(key)
         if conn is not None:
             try:
-                return await self._exchange(conn, request, head + body)
+                return await self._exchange(conn, ask, data)
             except _Stale:
                 pass  # the server closed it while idle: once more on a new connection
-        conn = await self._connect(request, key)
+        conn = await self._connect(ask, key)
         try:
-            return await self._exchange(conn, request, head + body)
+            return await self._exchange(conn, ask, data)
         except _Stale as err:
             raise httpx2.RemoteProtocolError(
-                "the server closed the connection without answering", request=request
+                "the server closed the connection without answering", request=ask.request
             ) from err
 
     @staticmethod
@@ -236,18 +285,21 @@ class Http11Transport(httpx2.AsyncBaseTransport):
             lines.append(b"Content-Length: " + str(len(body)).encode("ascii"))
         return b"\r\n".join(lines) + b"\r\n\r\n"
 
-    async def _exchange(self, conn: _Connection, request: httpx2.Request, data: bytes) -> httpx2.Response:
+    async def _exchange(
+        self, conn: _Connection, ask: _Ask, data: bytes
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]], _Body]:
+        request = ask.request
         try:
             conn.writer.write(data)
-            async with asyncio.timeout(_timeout(request, "write")):
+            async with asyncio.timeout(ask.timeout("write")):
                 await conn.writer.drain()
         except TimeoutError as err:
             conn.close()
             raise httpx2.WriteTimeout("timed out sending the request", request=request) from err
         except OSError as err:
-            raise _broken(conn, request, err, httpx2.WriteError) from err
+            raise _broken(conn, ask, err, httpx2.WriteError) from err
         try:
-            async with asyncio.timeout(_timeout(request, "read")):
+            async with asyncio.timeout(ask.timeout("read")):
                 raw = await conn.reader.readuntil(b"\r\n\r\n")
         except TimeoutError as err:
             conn.close()
@@ -261,12 +313,12 @@ class Http11Transport(httpx2.AsyncBaseTransport):
             conn.close()
             raise httpx2.RemoteProtocolError("response headers too long", request=request) from err
         except OSError as err:
-            raise _broken(conn, request, err, httpx2.ReadError) from err
+            raise _broken(conn, ask, err, httpx2.ReadError) from err
         status, reason, headers = self._parse_head(raw, request)
         values = {name.lower(): value for name, value in headers}
         chunked = b"chunked" in values.get(b"transfer-encoding", b"").lower()
         length: int | None = None
-        if request.method == "HEAD" or status in NO_BODY_STATUS or 100 <= status < 200:
+        if ask.method == "HEAD" or status in NO_BODY_STATUS or 100 <= status < 200:
             length = 0
         elif not chunked and b"content-length" in values:
             try:
@@ -275,16 +327,12 @@ class Http11Transport(httpx2.AsyncBaseTransport):
                 conn.close()
                 raise httpx2.RemoteProtocolError("malformed Content-Length", request=request) from err
         reusable = b"close" not in values.get(b"connection", b"").lower() and (chunked or length is not None)
-        stream = _Body(self, conn, request, length, chunked, reusable)
-        return httpx2.Response(
-            status,
-            headers=headers,
-            stream=stream,
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason},
-        )
+        return status, reason, headers, _Body(self, conn, ask, length, chunked, reusable)
 
     @staticmethod
-    def _parse_head(raw: bytes, request: httpx2.Request) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    def _parse_head(
+        raw: bytes, request: httpx2.Request | None
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         lines = raw[:-4].split(b"\r\n")
         parts = lines[0].split(b" ", 2)
         try:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..k8s import KINDS, Kube
+from ..k8s import Kube
 
 MEMBERS = "doris.apache.org/members"
 QUERIES_DISABLED = "doris.apache.org/queries-disabled"
@@ -34,7 +34,6 @@ def annotations_of(obj: dict[str, Any] | None) -> dict[str, str]:
 
 def annotator(kube: Kube, namespace: str) -> Annotate:
     async def annotate(kind: str, name: str, values: dict[str, str | None]) -> None:
-        kube._write("patch", kind)  # counted, and refused once leadership has lapsed
-        await kube.client.patch(KINDS[kind], name, {"metadata": {"annotations": values}}, namespace=namespace)
+        await kube.annotate(kind, name, namespace, values)  # counted, and refused once leadership has lapsed
 
     return annotate
