@@ -77,7 +77,8 @@ async def test_an_apply_and_a_status_patch_are_sent_as_the_apiserver_expects() -
         lines[0] == b"PATCH /api/v1/namespaces/ns/services/s?fieldManager=doris-operator&force=true HTTP/1.1"
     )
     assert b"Content-Type: application/apply-patch+yaml" in lines
-    assert b"Authorization: Bearer secret-token" in lines and b"Accept: application/json" in lines
+    assert b"Authorization: Bearer secret-token" in lines
+    assert b"Accept: application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1, application/json" in lines
     assert b"Content-Length: %d" % len(body) in lines and json.loads(body) == svc
     head, body = seen[1].split(b"\r\n\r\n", 1)
     lines = head.split(b"\r\n")
@@ -109,6 +110,7 @@ async def test_not_found_is_none_and_other_errors_are_lightkubes_api_error() -> 
         assert gateway.value.status.code == 502 and gateway.value.status.message == "bad gateway"
         await client.close()
     assert seen[0].startswith(b"GET /api/v1/namespaces/ns/services/gone HTTP/1.1\r\n")
+    assert b"\r\nAccept: application/json\r\n" in seen[0]  # a read gets the whole object
     assert seen[2].startswith(b"PATCH /apis/apps/v1/namespaces/ns/statefulsets/sts HTTP/1.1\r\n")
     assert b"Content-Type: application/merge-patch+json" in seen[2]
     assert seen[2].endswith(b'{"metadata":{"annotations":{"a":null}}}')

@@ -161,7 +161,9 @@ def test_apply_read_annotate_and_errors(kube_cluster: Any, kubectl: Kubectl) -> 
 
     async def calls(kube: Kube) -> None:
         stored = await kube.apply(_service(ns, "svc", {"app": "x"}))
-        assert stored["kind"] == "Service" and stored["spec"]["clusterIP"]
+        # the answer is the metadata only (PartialObjectMetadata), the apiserver's own
+        assert stored["kind"] == "PartialObjectMetadata" and "spec" not in stored
+        assert stored["metadata"]["name"] == "svc" and stored["metadata"]["resourceVersion"]
         assert [m["manager"] for m in stored["metadata"]["managedFields"]] == [FIELD_MANAGER]
         got = await kube.get("Service", "svc", ns)
         assert got is not None and got["metadata"]["uid"] == stored["metadata"]["uid"]

@@ -186,6 +186,12 @@ async def test_timeouts_and_broken_answers_raise_httpx2s_exceptions() -> None:
         elif b"garbage" in request:
             await answer(writer, b"SSH-2.0-OpenSSH\r\n\r\n")
             return False
+        elif b"stall" in request:  # one chunk at once (read without a timer), then nothing
+            await answer(writer, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n")
+            await asyncio.sleep(5)
+        elif b"halfbody" in request:
+            await answer(writer, b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+            await asyncio.sleep(5)
         return await answer(writer, ok(b"{}"))
 
     async with (
@@ -200,6 +206,14 @@ async def test_timeouts_and_broken_answers_raise_httpx2s_exceptions() -> None:
             await client.get("/garbage")
         with pytest.raises(httpx2.RemoteProtocolError, match="chunk size"):
             await client.get("/badchunk")
+        timeout = httpx2.Timeout(1.0, read=0.2)
+        async with client.stream("GET", "/stall", timeout=timeout) as response:
+            chunks = response.aiter_raw()
+            assert await chunks.__anext__() == b"ab"
+            with pytest.raises(httpx2.ReadTimeout):
+                await chunks.__anext__()
+        with pytest.raises(httpx2.ReadTimeout):
+            await client.get("/halfbody", timeout=timeout)
         assert (await client.get("/fine")).json() == {}
 
 

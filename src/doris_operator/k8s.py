@@ -38,6 +38,10 @@ FIELD_MANAGER = "doris-operator"
 APPLY_QUERY = f"fieldManager={FIELD_MANAGER}&force=true"
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
+METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1, application/json"
+"""Answer a write with the object's metadata only (a PartialObjectMetadata), like client-go's metadata
+client: a StatefulSet's whole answer to an apply is ten times its metadata, all of it decoded for
+nothing.  An apiserver that can't answer so sends the whole object."""
 log = logging.getLogger(__name__)
 
 DorisClusterResource = create_namespaced_resource(dc.GROUP, dc.VERSION, dc.KIND, dc.PLURAL)
@@ -321,9 +325,7 @@ class Direct:
         self.prefix = base.raw_path.rstrip(b"/")
         timeout = http.timeout
         self.timeouts = {"connect": timeout.connect, "read": timeout.read, "write": timeout.write}
-        self.fixed = (
-            b"Host: " + base.netloc + b"\r\nAccept: application/json\r\nUser-Agent: doris-operator\r\n"
-        )
+        self.fixed = b"Host: " + base.netloc + b"\r\nUser-Agent: doris-operator\r\n"
         self._authorization: bytes | None = None
         self._auth_known = False
 
@@ -350,12 +352,16 @@ class Direct:
         return self._authorization or b""
 
     async def call(
-        self, method: str, path: str, query: str, body: bytes | None, content_type: str
+        self, method: str, path: str, query: str, body: bytes | None, content_type: str, accept: str
     ) -> tuple[int, bytes]:
         """``method`` on ``path`` (below the server's URL; ``query`` already encoded): status, body."""
         target = self.prefix + path.encode("ascii") + (b"?" + query.encode("ascii") if query else b"")
-        head = (
-            method.encode("ascii") + b" " + target + b" HTTP/1.1\r\n" + self.fixed + await self._auth_line()
+        head = b"%s %s HTTP/1.1\r\n%s%sAccept: %s\r\n" % (
+            method.encode("ascii"),
+            target,
+            self.fixed,
+            await self._auth_line(),
+            accept.encode("ascii"),
         )
         if body is not None:
             head += (
@@ -370,7 +376,7 @@ class Direct:
         )
         if status == 401:  # credentials that changed: httpx2's auth flow renews them
             self._auth_known = False
-            headers = {"Accept": "application/json", "Content-Type": content_type}
+            headers = {"Accept": accept, "Content-Type": content_type}
             url = path + (f"?{query}" if query else "")
             response = await self.http.request(method, url, content=body, headers=headers)
             status, content = response.status_code, response.content
@@ -397,15 +403,16 @@ class Kube:
         query: str = "",
         body: Any = None,
         content_type: str = "application/json",
+        accept: str = "application/json",
     ) -> tuple[int, bytes]:
         """One request of the hot calls, on :class:`Direct` when the client allows it, else through
         the client's httpx2 (a proxy, or a client made elsewhere): the status and the raw answer."""
         path = api_path(resource, namespace, name, sub)
         data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
         if self.direct is not None:
-            return await self.direct.call(method, path, query, data, content_type)
+            return await self.direct.call(method, path, query, data, content_type, accept)
         http: httpx2.AsyncClient = self.client._client._client
-        headers = {"Accept": "application/json", "Content-Type": content_type}
+        headers = {"Accept": accept, "Content-Type": content_type}
         response = await http.request(
             method, path + (f"?{query}" if query else ""), content=data, headers=headers
         )
@@ -437,7 +444,7 @@ class Kube:
         return await self.get_object(kind, name, namespace)
 
     async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
-        """Server-side apply; returns the object as stored."""
+        """Server-side apply; returns the stored object's metadata (see :data:`METADATA_ONLY`)."""
         kind = obj["kind"]
         self._write("apply", kind)
         meta = obj["metadata"]
@@ -449,13 +456,16 @@ class Kube:
             query=APPLY_QUERY,
             body=obj,
             content_type="application/apply-patch+yaml",
+            accept=METADATA_ONLY,
         )
 
     async def annotate(self, kind: str, name: str, namespace: str, values: dict[str, str | None]) -> None:
         """Merge ``values`` into the object's annotations (None removes one)."""
         self._write("patch", kind)
         body = {"metadata": {"annotations": values}}
-        await self._json("PATCH", KINDS[kind], namespace, name, body=body, content_type=MERGE_PATCH)
+        await self._json(
+            "PATCH", KINDS[kind], namespace, name, body=body, content_type=MERGE_PATCH, accept=METADATA_ONLY
+        )
 
     async def delete(self, kind: str, name: str, namespace: str, uid: str | None = None) -> bool:
         """Delete ``name``, only if it is still the object with ``uid`` (when given): a replacement made
@@ -539,7 +549,16 @@ class Kube:
         resource = resource or (KINDS[kind] if kind else DorisClusterResource)
         self._write("patch", f"{resource.__name__}/status")
         body = [{"op": "add", "path": "/status", "value": status}]
-        await self._json("PATCH", resource, namespace, name, sub="status", body=body, content_type=JSON_PATCH)
+        await self._json(
+            "PATCH",
+            resource,
+            namespace,
+            name,
+            sub="status",
+            body=body,
+            content_type=JSON_PATCH,
+            accept=METADATA_ONLY,
+        )
 
     async def patch_autoscaler_status(self, name: str, namespace: str, status: dict[str, Any]) -> None:
         await self.patch_status(name, namespace, status, DorisClusterAutoscalerResource)
@@ -659,7 +678,7 @@ class Kube:
                 "reportingComponent": FIELD_MANAGER,
             }
             self._write("create", "Event")
-            created = await self._json("POST", Event, meta["namespace"], body=body)
+            created = await self._json("POST", Event, meta["namespace"], body=body, accept=METADATA_ONLY)
             name = ((created or {}).get("metadata") or {}).get("name")
             if name:
                 self.events.remember(key, name, 1)
@@ -674,7 +693,15 @@ class Kube:
         self._write("patch", "Event")
         body = {"count": prior.count + 1, "lastTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ")}
         try:
-            await self._json("PATCH", Event, namespace, prior.name, body=body, content_type=MERGE_PATCH)
+            await self._json(
+                "PATCH",
+                Event,
+                namespace,
+                prior.name,
+                body=body,
+                content_type=MERGE_PATCH,
+                accept=METADATA_ONLY,
+            )
         except ApiError as err:
             if err.status.code == 404:
                 return False
