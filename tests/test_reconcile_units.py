@@ -189,3 +189,46 @@ async def test_queue_get_waits_for_an_add() -> None:
     assert not waiter.done()
     q.add("a", urgent=False)
     assert await asyncio.wait_for(waiter, 1) == "a"
+
+
+async def test_queue_works_on_at_most_its_resync_slots_of_resync_keys() -> None:
+    q: WorkQueue[str] = WorkQueue(resync_slots=2)
+    for key in ("r1", "r2", "r3", "r4"):
+        q.add(key, urgent=False)
+    assert [await q.get() for _ in range(2)] == ["r1", "r2"]
+    third = asyncio.create_task(q.get())
+    await asyncio.sleep(0.01)
+    assert not third.done()  # both slots taken: a third resync waits
+    q.add("e1")  # an event is handed out at once
+    assert await asyncio.wait_for(third, 1) == "e1"
+    fourth = asyncio.create_task(q.get())
+    await asyncio.sleep(0.01)
+    assert not fourth.done()
+    q.done("e1")  # an event's key frees no resync slot
+    await asyncio.sleep(0.01)
+    assert not fourth.done()
+    q.done("r1")
+    assert await asyncio.wait_for(fourth, 1) == "r3"
+    q.add("r2")  # a resync key woken by an event while worked on comes back as urgent
+    q.done("r2")
+    assert await asyncio.wait_for(q.get(), 1) == "r2"  # though r3 holds one slot and r4 waits
+    assert len(q) == 1
+
+
+async def test_a_resync_round_is_spread_over_the_period() -> None:
+    from doris_operator.reconcile.controller import RESYNC_BUCKETS, Controller, resync_bucket
+
+    keys = [("ns", f"dc-{i}") for i in range(200)]
+    controller = Controller(None, resync=0.5)  # type: ignore[arg-type]
+    controller.indexes = {"dc_clusters": {key: [{}] for key in keys}}
+    seen: list[tuple[float, tuple[str, str]]] = []
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    controller.enqueue = lambda key, urgent=True: seen.append((loop.time() - start, key))  # type: ignore[method-assign]
+    task = asyncio.create_task(controller._resync())
+    await asyncio.sleep(0.55)
+    task.cancel()
+    assert sorted(key for _, key in seen) == sorted(keys)  # each once in one period
+    assert len({round(t, 2) for t, _ in seen}) == RESYNC_BUCKETS  # in ten rounds, not one
+    assert len({resync_bucket(key) for key in keys}) == RESYNC_BUCKETS
+    assert max(sum(1 for _, k in seen if resync_bucket(k) == b) for b in range(RESYNC_BUCKETS)) < 40

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import zlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,12 +25,18 @@ log = logging.getLogger(__name__)
 
 CHILD_INDEXES = ("dc_statefulsets", "dc_services", "dc_disruption_budgets", "dc_hpas")
 ERROR_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+RESYNC_BUCKETS = 10
+
+
+def resync_bucket(key: ClusterKey) -> int:
+    """Which tenth of the resync period ``key`` is revisited in (the same in every process)."""
+    return zlib.crc32(f"{key[0]}/{key[1]}".encode()) % RESYNC_BUCKETS
 
 
 class Controller:
     def __init__(self, kube: Kube, workers: int = 4, resync: float = 60.0) -> None:
         self.ctx = Context(kube, AppliedMemory(), EventRecorder(kube))
-        self.queue: WorkQueue[ClusterKey] = WorkQueue()
+        self.queue: WorkQueue[ClusterKey] = WorkQueue(resync_slots=max(1, workers // 2))
         self.workers = workers
         self.resync = resync
         self.indexes: Mapping[str, Any] | None = None
@@ -84,11 +91,16 @@ class Controller:
                 task.cancel()
 
     async def _resync(self) -> None:
+        """Every cluster once per resync period, spread over it: each tenth of the period, the clusters
+        of one bucket (by a hash of the key), so 500 clusters are not 500 reconciles at once."""
+        tick = 0
         while True:
-            await asyncio.sleep(self.resync)
+            await asyncio.sleep(self.resync / RESYNC_BUCKETS)
+            tick = (tick + 1) % RESYNC_BUCKETS
             assert self.indexes is not None
             for key in list(self.indexes["dc_clusters"]):
-                self.enqueue(key, urgent=False)
+                if resync_bucket(key) == tick:
+                    self.enqueue(key, urgent=False)
 
     async def _work(self) -> None:
         while True:

@@ -2,7 +2,9 @@
 being worked on is handed out again afterwards, and adds of a waiting key collapse into one.
 
 Keys woken by an event go before keys a resync merely revisits, so under load a cluster whose pods just
-changed isn't kept waiting behind a round of no-op resyncs."""
+changed isn't kept waiting behind a round of no-op resyncs; and at most ``resync_slots`` resync keys are
+worked on at once, so the workers left answer events at once (they share one event loop: four resyncs
+at a time made a spec change's reconcile run at a quarter of the speed)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,10 @@ K = TypeVar("K", bound=Hashable)
 
 
 class WorkQueue(Generic[K]):
-    def __init__(self) -> None:
+    def __init__(self, resync_slots: int | None = None) -> None:
+        self.resync_slots = resync_slots
+        """How many keys from the resync line may be worked on at once (None: no limit)."""
+        self._resync_active: set[K] = set()
         self._urgent: deque[K] = deque()
         self._resync: deque[K] = deque()
         self._waiting: dict[K, bool] = {}
@@ -54,17 +59,29 @@ class WorkQueue(Generic[K]):
     async def get(self) -> K:
         while True:
             for line, urgent in ((self._urgent, True), (self._resync, False)):
+                if (
+                    not urgent
+                    and self.resync_slots is not None
+                    and len(self._resync_active) >= self.resync_slots
+                ):
+                    break
                 while line:
                     key = line.popleft()
                     if self._waiting.get(key) is urgent:  # else a stale entry of a promoted key
                         del self._waiting[key]
                         self._active.add(key)
+                        if not urgent:
+                            self._resync_active.add(key)
                         return key
             self._wakeup.clear()
             await self._wakeup.wait()
 
     def done(self, key: K) -> None:
         self._active.discard(key)
+        if key in self._resync_active:
+            self._resync_active.discard(key)
+            if self._resync:
+                self._wakeup.set()  # a resync slot is free
         if key in self._again:
             self.add(key, self._again.pop(key))
 
