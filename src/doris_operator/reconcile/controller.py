@@ -7,7 +7,7 @@ import asyncio
 import logging
 import time
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from lightkube import ApiError
@@ -26,6 +26,26 @@ log = logging.getLogger(__name__)
 CHILD_INDEXES = ("dc_statefulsets", "dc_services", "dc_disruption_budgets", "dc_hpas")
 ERROR_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 RESYNC_BUCKETS = 10
+
+
+class NodeLookup(Mapping[str, Any]):
+    """The watched nodes by name, each read from the index when asked for: a reconcile looks up the
+    nodes its pods run on, not every node of the cluster (thousands, on a big one)."""
+
+    def __init__(self, index: Mapping[str, Any]) -> None:
+        self.index = index
+
+    def __getitem__(self, name: str) -> Any:
+        value = any_value(self.index[name]) if name in self.index else None
+        if value is None:
+            raise KeyError(name)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.index)
+
+    def __len__(self) -> int:
+        return len(self.index)
 
 
 def resync_bucket(key: ClusterKey) -> int:
@@ -50,7 +70,7 @@ class Controller:
             self.indexes = indexes
             if "dc_nodes" in indexes:
                 nodes = indexes["dc_nodes"]
-                self.ctx.nodes = lambda: {k: v for k in list(nodes) if (v := any_value(nodes[k])) is not None}
+                self.ctx.nodes = lambda: NodeLookup(nodes)
             self.synced.set()
 
     def enqueue(self, key: ClusterKey, urgent: bool = True) -> None:

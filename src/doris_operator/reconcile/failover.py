@@ -423,6 +423,11 @@ async def _tablets_safe(dc: DorisCluster, fe_access: FeAccess, creds: Any) -> bo
     return None
 
 
+def _nodes_of(pods: list[Obj]) -> set[str]:
+    """The nodes the pods run on: the only ones failover looks at."""
+    return {str(p["nodeName"]) for p in pods if p.get("nodeName")}
+
+
 async def reconcile_failover(
     dc: DorisCluster,
     pods: list[Obj],
@@ -443,7 +448,7 @@ async def reconcile_failover(
         now=now,
         settings=settings(dc),
         pods=pods,
-        nodes={name: node_view(n) for name, n in nodes.items()},
+        nodes={name: node_view(nodes[name]) for name in _nodes_of(pods) if name in nodes},
         lost_nodes=_lost_since(old_status),
         alive={
             p["metadata"]["name"]: member_alive(view, dc, comp, p)
