@@ -16,7 +16,7 @@ from lightkube import ApiError
 from lightkube.config.kubeconfig import KubeConfig
 
 from doris_operator.k8s import Direct, Kube, api_error
-from doris_operator.operator import kube_client
+from doris_operator.operator import environment_proxy, kube_client
 from test_transport import answer, ok, served
 
 
@@ -158,6 +158,30 @@ def test_no_direct_path_through_a_proxy_or_on_httpx2s_own_transport() -> None:
     assert Direct.of(AsyncClient(config, transport=Http11Transport())) is not None
     assert Direct.of(kube_client(config)) is not None
     assert Direct.of(object()) is None
+
+
+def test_a_proxy_from_the_environment_is_used_as_lightkube_would(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "NO_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "no_proxy",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    server = "https://apiserver.invalid:6443"  # never dialled
+    assert environment_proxy(server) is None
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")
+    assert environment_proxy(server) == "http://127.0.0.1:3128"
+    assert environment_proxy("http://apiserver.invalid:8080") is None  # no HTTP_PROXY
+    config = _config("http://apiserver.invalid:8080", {"token": "t"})
+    assert Direct.of(kube_client(config)) is not None
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:3128")
+    assert Direct.of(kube_client(config)) is None  # the proxy's transport, httpx2's
+    monkeypatch.setenv("NO_PROXY", "apiserver.invalid")
+    assert environment_proxy(server) is None and Direct.of(kube_client(config)) is not None
 
 
 def test_an_answer_that_is_not_a_status_still_names_its_code() -> None:

@@ -8,6 +8,8 @@ import logging
 import os
 import signal
 import socket
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -128,12 +130,25 @@ async def _operate(opts: Options, kube: Kube, state: dict[str, bool]) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+def environment_proxy(server: str) -> str | None:
+    """The proxy the environment names for the apiserver's URL (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY),
+    unless NO_PROXY exempts its host: what lightkube's own client would use."""
+    url = urllib.parse.urlsplit(server)
+    proxies = urllib.request.getproxies_environment()
+    proxy = proxies.get(url.scheme) or proxies.get("all")
+    if not proxy or urllib.request.proxy_bypass(url.hostname or ""):
+        return None
+    return proxy
+
+
 def kube_client(config: KubeConfig) -> AsyncClient:
     """lightkube's client on :class:`~.transport.Http11Transport` (HTTP/1.1 on asyncio's streams),
     with the TLS settings of the kubeconfig's current context (its CA, its client certificate).
 
+    A proxy the environment names for the server (:func:`environment_proxy`) is used as lightkube's
+    client would: httpx2 then mounts its own transport for it, in front of this one.
     httpcore2 imports h2 (its HTTP/2 support) whenever it is installed; should httpx2 make its own
-    transport (a proxy from the environment), h2 is hidden while it does, so it stays unloaded (1 MiB
+    transport (for that proxy), h2 is hidden while it does, so it stays unloaded (1 MiB
     of RSS: docs/benchmarks.md, Memory).  A process that imported h2 already keeps it."""
     single = config.get()
     if single is None:
@@ -144,7 +159,8 @@ def kube_client(config: KubeConfig) -> AsyncClient:
             if single.user is None:
                 raise ValueError("the kubeconfig's context names no user")
             tls = verify_cluster(single.cluster, single.user, single.abs_file)
-        return AsyncClient(single, field_manager=FIELD_MANAGER, transport=Http11Transport(tls))
+        proxy = environment_proxy(single.cluster.server)  # through a proxy: httpx2's own transport
+        return AsyncClient(single, field_manager=FIELD_MANAGER, transport=Http11Transport(tls), proxy=proxy)
 
 
 async def main(opts: Options) -> int:
