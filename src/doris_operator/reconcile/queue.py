@@ -3,8 +3,8 @@ being worked on is handed out again afterwards, and adds of a waiting key collap
 
 Keys woken by an event go before keys a resync merely revisits, so under load a cluster whose pods just
 changed isn't kept waiting behind a round of no-op resyncs; and at most ``resync_slots`` resync keys are
-worked on at once, so the workers left answer events at once (they share one event loop: four resyncs
-at a time made a spec change's reconcile run at a quarter of the speed)."""
+worked on at once, so the workers left answer events at once (all workers share one event loop: a
+spec change's reconcile running beside four resyncs gets a fifth of it)."""
 
 from __future__ import annotations
 
