@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import pytest
+
 from doris_operator.api.dorisclusterautoscaler import ComponentRange, DorisClusterAutoscaler
-from doris_operator.reconcile.autoscaler import ComponentSnapshot, MetricReading, Snapshot, data_floor, plan
+from doris_operator.reconcile.autoscaler import (
+    POD_SELECTOR,
+    ComponentSnapshot,
+    MetricReading,
+    PodUsage,
+    Snapshot,
+    data_floor,
+    plan,
+)
 from doris_operator.reconcile.hpa_algorithm import PodSample
 
 NOW = 1_800_000_000.0
@@ -103,3 +114,54 @@ def test_the_data_floor_counts_what_the_bes_hold() -> None:
     assert data_floor([be(40 * gib, 100 * gib)] * 3) == 2  # 120 GiB at most 80% of 100 GiB each
     assert data_floor([be(0, 100 * gib)] * 3) == 1
     assert data_floor([be(90 * gib, 100 * gib, "computation")]) == 0
+
+
+class Metrics:
+    """A metrics API that answers each list with the pods of its scope, or fails."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.calls: list[str | None] = []
+        self.fail = fail
+        self.pods = [("a", "be-0"), ("a", "be-1"), ("b", "be-0")]
+
+    async def pod_metrics(self, namespace: str | None, selector: str) -> list[dict[str, Any]]:
+        assert selector == POD_SELECTOR
+        self.calls.append(namespace)
+        if self.fail:
+            raise OSError("metrics-server is down")
+        return [{"metadata": {"namespace": ns, "name": n}} for ns, n in self.pods if namespace in (None, ns)]
+
+
+def _names(items: list[dict[str, Any]]) -> list[str]:
+    return [i["metadata"]["name"] for i in items]
+
+
+def test_a_pass_lists_every_pods_metrics_once() -> None:
+    async def main() -> None:
+        metrics = Metrics()
+        usage = PodUsage(metrics, {"a", "b"})
+        assert _names(await usage("a", {})) == ["be-0", "be-1"]
+        assert _names(await usage("b", {})) == ["be-0"]
+        assert _names(await usage("a", {})) == ["be-0", "be-1"]
+        assert metrics.calls == [None]  # one list of every namespace for the pass
+
+        one = Metrics()
+        usage = PodUsage(one, {"b"})
+        assert _names(await usage("b", {})) == ["be-0"]
+        assert one.calls == ["b"]  # a single namespace: its own list, not every pod's
+
+        watched = Metrics()
+        usage = PodUsage(watched, {"a", "b"}, ["a", "b"])
+        await usage("a", {})
+        await usage("b", {})
+        await usage("b", {})
+        assert watched.calls == ["a", "b"]  # --namespace: per-namespace Roles, per-namespace lists
+
+        down = Metrics(fail=True)
+        usage = PodUsage(down, {"a", "b"})
+        for ns in ("a", "b"):
+            with pytest.raises(OSError, match="down"):
+                await usage(ns, {})
+        assert down.calls == [None]  # the failure holds for the pass: not asked again
+
+    asyncio.run(main())

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
-import pytest
+import asyncio
+from typing import Any
 
+import pytest
+from lightkube.config.kubeconfig import KubeConfig
+
+from doris_operator.k8s import Kube
+from doris_operator.operator import kube_client
+from doris_operator.reconcile.autoscaler import POD_SELECTOR, PodUsage
 from harness import Kubectl, eventually
 from metrics_server import USAGE_CPU_ANNOTATION, MetricsServer
 
@@ -42,3 +49,62 @@ def test_pod_usage_follows_the_annotation(
     assert 1300 < eventually(usage, 120, 2, what="pod metrics from metrics-server") < 1700
     kubectl("annotate", "pod", "busy", "-n", ns, f"{USAGE_CPU_ANNOTATION}=200m", "--overwrite")
     eventually(lambda: (u := usage()) is not None and u < 400, 120, 2, what="the lower usage")
+
+
+def test_the_operators_pod_metrics_read_one_namespace_or_every_one(
+    metrics_server: MetricsServer, kube_cluster: Any, kubectl: Kubectl, clean_namespaces: None
+) -> None:
+    """Kube.pod_metrics (k8s.py) on the real aggregated API: the label selector is metrics-server's
+    (an unlabelled pod is not listed), a namespace or every namespace; and one pass of the autoscaler
+    loop over autoscalers in two namespaces reads both with the one list of every namespace."""
+    spaces = [kubectl.new_namespace("pm"), kubectl.new_namespace("pm")]
+    for ns in spaces:
+        for name, labels in (("be-0", {POD_SELECTOR: "c"}), ("other", {})):
+            pod = {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": name, "labels": labels, "annotations": {USAGE_CPU_ANNOTATION: "300m"}},
+                "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+            }
+            kubectl.apply(pod, ns)
+
+    async def read(fn: Any) -> Any:
+        client = kube_client(KubeConfig.from_file(kube_cluster.kubeconfig))
+        try:
+            kube = Kube(client)
+            assert kube.direct is not None
+            return await fn(kube)
+        finally:
+            await client.close()
+
+    def listed(namespace: str | None) -> set[tuple[str, str]] | None:
+        items = asyncio.run(read(lambda kube: kube.pod_metrics(namespace, POD_SELECTOR)))
+        got = {(i["metadata"]["namespace"], i["metadata"]["name"]) for i in items}
+        return {o for o in got if o[0] in spaces} or None
+
+    def both() -> set[tuple[str, str]] | None:
+        got = listed(None)
+        return got if got and len(got) == 2 else None
+
+    every = eventually(both, 120, 2, what="both pods' metrics")
+    assert every == {(spaces[0], "be-0"), (spaces[1], "be-0")}
+    assert listed(spaces[1]) == {(spaces[1], "be-0")}
+
+    class Counting:
+        def __init__(self, kube: Kube) -> None:
+            self.kube = kube
+            self.calls: list[str | None] = []
+
+        async def pod_metrics(self, namespace: str | None, selector: str) -> Any:
+            self.calls.append(namespace)
+            return await self.kube.pod_metrics(namespace, selector)
+
+    async def one_pass(kube: Kube) -> tuple[list[Any], list[list[str]]]:
+        counting = Counting(kube)
+        usage = PodUsage(counting, set(spaces))
+        names = [[i["metadata"]["name"] for i in await usage(ns, {})] for ns in spaces]
+        return counting.calls, names
+
+    calls, names = asyncio.run(read(one_pass))
+    assert calls == [None]
+    assert names == [["be-0"], ["be-0"]]

@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import logging
 import time
+import urllib.parse
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
@@ -46,7 +47,6 @@ log = logging.getLogger(__name__)
 
 DorisClusterResource = create_namespaced_resource(dc.GROUP, dc.VERSION, dc.KIND, dc.PLURAL)
 DorisClusterAutoscalerResource = create_namespaced_resource(dc.GROUP, dc.VERSION, dca.KIND, dca.PLURAL)
-PodMetrics = create_namespaced_resource("metrics.k8s.io", "v1beta1", "PodMetrics", "pods")
 DorisInitializerResource = create_namespaced_resource(dc.GROUP, dc.VERSION, di.KIND, di.PLURAL)
 DorisMonitorResource = create_namespaced_resource(dc.GROUP, dc.VERSION, dm.KIND, dm.PLURAL)
 PodMonitorResource = create_namespaced_resource("monitoring.coreos.com", "v1", "PodMonitor", "podmonitors")
@@ -407,8 +407,19 @@ class Kube:
     ) -> tuple[int, bytes]:
         """One request of the hot calls, on :class:`Direct` when the client allows it, else through
         the client's httpx2 (a proxy, or a client made elsewhere): the status and the raw answer."""
-        path = api_path(resource, namespace, name, sub)
         data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        path = api_path(resource, namespace, name, sub)
+        return await self._request(method, path, query, data, content_type, accept)
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        query: str = "",
+        data: bytes | None = None,
+        content_type: str = "application/json",
+        accept: str = "application/json",
+    ) -> tuple[int, bytes]:
         if self.direct is not None:
             return await self.direct.call(method, path, query, data, content_type, accept)
         http: httpx2.AsyncClient = self.client._client._client
@@ -542,14 +553,15 @@ class Kube:
         resource: Any = None,
         *,
         kind: str | None = None,
-    ) -> None:
+    ) -> str | None:
         """Set the whole status (a JSON patch: nested fields no longer present go too) of a
         DorisCluster, or of another custom resource given its lightkube ``resource`` class or its
-        ``kind`` (a name in :data:`KINDS`)."""
+        ``kind`` (a name in :data:`KINDS`).  Returns the object's new resourceVersion (None when the
+        answer has none)."""
         resource = resource or (KINDS[kind] if kind else DorisClusterResource)
         self._write("patch", f"{resource.__name__}/status")
         body = [{"op": "add", "path": "/status", "value": status}]
-        await self._json(
+        answer = await self._json(
             "PATCH",
             resource,
             namespace,
@@ -559,6 +571,8 @@ class Kube:
             content_type=JSON_PATCH,
             accept=METADATA_ONLY,
         )
+        version = ((answer or {}).get("metadata") or {}).get("resourceVersion")
+        return str(version) if version else None
 
     async def patch_autoscaler_status(self, name: str, namespace: str, status: dict[str, Any]) -> None:
         await self.patch_status(name, namespace, status, DorisClusterAutoscalerResource)
@@ -585,12 +599,18 @@ class Kube:
             force=True,
         )
 
-    async def pod_metrics(self, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
-        """metrics.k8s.io PodMetrics of the pods with ``labels`` (an aggregated API: metrics-server)."""
+    async def pod_metrics(self, namespace: str | None, selector: str) -> list[dict[str, Any]]:
+        """metrics.k8s.io PodMetrics (an aggregated API: metrics-server) of the pods in ``namespace``,
+        or in every namespace (None), matching the label ``selector`` (``key``, ``key=value``): one
+        GET, decoded as JSON (metrics-server answers a list whole: no pages)."""
         _count("list", "PodMetrics")
-        selector: dict[str, Any] = dict(labels)
-        listing = self.client.list(PodMetrics, namespace=namespace, labels=selector)
-        return [dict(item.to_dict()) async for item in listing]  # type: ignore[no-untyped-call]
+        scope = f"/namespaces/{namespace}" if namespace else ""
+        path = f"/apis/metrics.k8s.io/v1beta1{scope}/pods"
+        query = urllib.parse.urlencode({"labelSelector": selector})
+        status, content = await self._request("GET", path, query)
+        if status >= 400:
+            raise api_error(status, content)
+        return list(json.loads(content).get("items") or [])
 
     async def list_labelled(self, kind: str, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
         """The objects of ``kind`` in ``namespace`` carrying all ``labels``."""

@@ -103,7 +103,9 @@ async def _operate(opts: Options, kube: Kube, state: dict[str, bool]) -> None:
     initializers = InitializerController(kube, resync=opts.resync)
     initializers.allow_fe_address_annotation = opts.allow_fe_address_annotation
     backends = fe_backends(kube, opts.allow_fe_address_annotation)
-    autoscaler = AutoscalerLoop(kube, lambda: controller.indexes, backends, opts.autoscaler_interval)
+    autoscaler = AutoscalerLoop(
+        kube, lambda: controller.indexes, backends, opts.autoscaler_interval, opts.namespaces
+    )
     monitors = MonitorController(kube, resync=opts.resync)
     wiring = handlers.Wiring(controller, initializers, autoscaler, monitors)
     informers = Informers(kube.client._client._client, wiring.watches(), opts.namespaces)
