@@ -46,17 +46,18 @@ OPERATOR_RULES = {
     ("", "pods"): {"get", "list", "watch", "patch", "delete"},
     ("", "pods/status"): {"patch"},
     ("", "persistentvolumeclaims"): {"get", "delete"},
-    ("", "configmaps"): {"get", "list", "create", "patch", "delete"},
+    ("", "configmaps"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "events"): {"create", "patch"},
     # DorisMonitor
     ("doris.selectdb.com", "dorismonitors"): {"list", "watch"},
     ("doris.selectdb.com", "dorismonitors/status"): {"patch"},
-    ("monitoring.coreos.com", "podmonitors"): {"list", "create", "patch", "delete"},
-    ("monitoring.coreos.com", "prometheusrules"): {"list", "create", "patch", "delete"},
-    ("apps", "deployments"): {"list", "create", "patch", "delete"},
-    ("", "serviceaccounts"): {"list", "create", "patch", "delete"},
-    ("rbac.authorization.k8s.io", "roles"): {"list", "create", "patch", "delete"},
-    ("rbac.authorization.k8s.io", "rolebindings"): {"list", "create", "patch", "delete"},
+    ("doris.selectdb.com", "dorismonitors/finalizers"): {"update"},
+    ("monitoring.coreos.com", "podmonitors"): {"get", "list", "watch", "create", "patch", "delete"},
+    ("monitoring.coreos.com", "prometheusrules"): {"get", "list", "watch", "create", "patch", "delete"},
+    ("apps", "deployments"): {"get", "list", "watch", "create", "patch", "delete"},
+    ("", "serviceaccounts"): {"get", "list", "watch", "create", "patch", "delete"},
+    ("rbac.authorization.k8s.io", "roles"): {"get", "list", "watch", "create", "patch", "delete"},
+    ("rbac.authorization.k8s.io", "rolebindings"): {"get", "list", "watch", "create", "patch", "delete"},
 }
 NODE_RULES = {("", "nodes"): {"get", "list", "watch"}, ("", "persistentvolumes"): {"get"}}
 """Failover's cluster-scoped reads: a ClusterRole in both modes."""
@@ -638,6 +639,21 @@ def test_operator_runs_with_exactly_the_chart_rbac(
         assert ref["blockOwnerDeletion"] is True and ref["kind"] == "DorisCluster"
         for sts in kubectl.items("statefulsets", ns):
             assert sts["metadata"]["ownerReferences"][0]["blockOwnerDeletion"] is True
+
+        # a bundled DorisMonitor: its children watched by label (never Secrets), its generated Grafana
+        # Secret read by name and created once, through the chart's Secret write policy
+        monitor = {"apiVersion": "doris.selectdb.com/v1", "kind": "DorisMonitor", "metadata": {"name": "mon"},
+                   "spec": {"cluster": "doriscluster-sample", "mode": "bundled"}}  # fmt: skip
+        kubectl.apply(monitor, ns)
+
+        def monitor_ready() -> bool:
+            status = kubectl.json("dorismonitor", "mon", "-n", ns).get("status") or {}
+            return status.get("phase") == "Ready"
+
+        eventually(monitor_ready, 120, what="the bundled DorisMonitor Ready under the chart's RBAC")
+        grafana = kubectl.json("secret", "mon-grafana-admin", "-n", ns)
+        assert grafana["metadata"]["ownerReferences"][0]["kind"] == "DorisMonitor"
+        kubectl("delete", "dorismonitor", "mon", "-n", ns)
 
         kubectl.patch(ns, '{"spec":{"beSpec":{"replicas":4}}}')
         eventually(lambda: _be_ready(kubectl, ns, "4/4"), 120, what="Ready with 4/4 BE")

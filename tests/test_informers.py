@@ -321,6 +321,8 @@ async def test_a_kind_not_served_counts_as_listed_empty_and_is_listed_again_late
     api = FakeAPI()
     api.fail = [404, 404]
     inf, index, _ = informer(api)
+    served: list[bool] = []
+    inf.watch.served = served.append
     sleeps = recorded_sleeps(inf)
     runner = asyncio.create_task(inf.run())
     await asyncio.wait_for(inf.synced.wait(), timeout=5)
@@ -333,6 +335,55 @@ async def test_a_kind_not_served_counts_as_listed_empty_and_is_listed_again_late
     runner.cancel()
     await asyncio.gather(runner, return_exceptions=True)
     assert index[("ns", "c1")] == ["p0"] and sleeps[:2] == [1.0, 2.0]
+    assert served == [False, False, True]  # what a DorisMonitor reads of the Prometheus Operator's CRDs
+
+
+async def test_a_dorismonitors_children_are_watched_by_its_label_and_wake_it() -> None:
+    """Every kind a DorisMonitor owns is watched by its label (StatefulSets and Services on the
+    clusters' children's watches, which see them too), never Secrets; a child's change or deletion
+    wakes its monitor, the echo of the monitor's own apply does not, a StatefulSet's (its status)
+    does."""
+    from doris_operator.builders import monitor as mb
+    from doris_operator.handlers import Wiring
+    from doris_operator.reconcile.monitor import OWNED_KINDS, MonitorController, child_index
+
+    class Kube:
+        pass
+
+    monitors = MonitorController(Kube())  # type: ignore[arg-type]
+    woken: list[tuple[str, str]] = []
+    monitors.enqueue = woken.append  # type: ignore[method-assign]
+    wiring = Wiring(None, None, None, monitors)  # type: ignore[arg-type]
+    watches = wiring.watches()
+    selectors = {w.kind.plural: w.kind.selector for w in watches}
+    assert "secrets" not in selectors
+    for plural in ("podmonitors", "prometheusrules", "configmaps", "serviceaccounts", "roles", "rolebindings",
+                   "deployments"):  # fmt: skip
+        assert selectors[plural] == mb.LABEL_MONITOR, plural
+    optional = [w for w in watches if w.kind.group == "monitoring.coreos.com"]
+    assert len(optional) == 2 and all(w.served is not None for w in optional)
+    optional[0].served(False)  # type: ignore[misc]
+    assert wiring.unserved == {"PodMonitor"}
+    optional[0].served(True)  # type: ignore[misc]
+    assert wiring.unserved == set()
+    sts = next(w for w in watches if w.kind.plural == "statefulsets")
+    assert any(i is wiring.indexes[child_index("StatefulSet")] for i, _ in sts.indexes)
+    assert all(child_index(k) in wiring.indexes for k in OWNED_KINDS)
+
+    def child(kind: str, version: str) -> dict[str, Any]:
+        meta = {"name": "mon-fe", "namespace": "ns", "uid": "u1", "generation": int(version),
+                "resourceVersion": version, "labels": {mb.LABEL_MONITOR: "mon"}}  # fmt: skip
+        return {"kind": kind, "metadata": meta}
+
+    monitors.ctx.memory.remember(child("PodMonitor", "1"))
+    await wiring.monitor_child_event("MODIFIED", child("PodMonitor", "1"))  # the echo of our apply
+    assert woken == []
+    await wiring.monitor_child_event("MODIFIED", child("PodMonitor", "2"))  # someone else's edit
+    await wiring.monitor_child_event("DELETED", child("PodMonitor", "1"))
+    assert woken == [("ns", "mon"), ("ns", "mon")]
+    monitors.ctx.memory.remember(child("StatefulSet", "1"))
+    await wiring.child_event("MODIFIED", child("StatefulSet", "1"))  # its status may have changed
+    assert woken[-1] == ("ns", "mon") and len(woken) == 3
 
 
 async def test_a_node_report_that_changes_nothing_read_wakes_no_cluster() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import copy
 from typing import Any
 
 import pytest
@@ -389,3 +390,71 @@ def test_kubectl_doris_status_shows_the_steps() -> None:
     assert any(
         line.split()[:4] == ["sql/b", "Failed", "-", "3"] and "Unknown database" in line for line in lines
     )
+
+
+def test_an_idle_reconcile_reads_nothing_while_the_watch_reports_the_version_last_written() -> None:
+    """The controller reads a DorisInitializer live (its status is the record of what ran) unless the
+    watch still reports the resourceVersion it last read or wrote: a resync of an unchanged one sends
+    no request, a change anyone else made (a new version) is read live, and so is one whose write
+    answered no version."""
+    from doris_operator.informers import Index
+    from doris_operator.reconcile.initializer import InitializerController
+
+    class Kube:
+        def __init__(self) -> None:
+            self.gets = 0
+            self.version = 1
+            self.stored = {**manifest(), "status": {}}
+            self.stored["metadata"]["resourceVersion"] = "1"
+            self.answer_versions = True
+
+        async def get_object(self, kind: Any, name: str, namespace: str) -> dict[str, Any]:
+            self.gets += 1
+            return copy.deepcopy(self.stored)
+
+        async def patch_status(self, name: str, namespace: str, status: Any, **kw: Any) -> str | None:
+            self.version += 1
+            self.stored["status"] = copy.deepcopy(status)
+            self.stored["metadata"]["resourceVersion"] = str(self.version)
+            return str(self.version) if self.answer_versions else None
+
+        async def event(self, *args: Any) -> None:
+            pass
+
+    kube = Kube()
+    ctl = InitializerController(kube)  # type: ignore[arg-type]
+    versions = Index()
+    ctl.attach({"dc_clusters": Index(), "dc_initializers": Index(), "di_versions": versions})
+    key = ("ns", "init")
+
+    def watched() -> None:  # the watch delivers the stored object's version
+        versions.put(key, {key: kube.stored["metadata"]["resourceVersion"]})
+
+    async def main() -> None:
+        watched()
+        await ctl.reconcile(key)  # first sight: read live, then its status written
+        assert kube.gets == 1
+        assert kube.stored["status"]["phase"] == "Applied", kube.stored["status"]
+        await ctl.reconcile(key)  # the watch has not delivered the write yet: live
+        assert kube.gets == 2
+        watched()
+        for _ in range(3):  # resyncs of an unchanged initializer
+            await ctl.reconcile(key)
+        assert kube.gets == 2
+        kube.stored["metadata"]["resourceVersion"] = "99"  # a hand edit, as the watch reports it
+        watched()
+        await ctl.reconcile(key)
+        assert kube.gets == 3
+        kube.answer_versions = False  # a write whose answer has no version: the next read is live
+        kube.stored["status"] = {}
+        kube.stored["metadata"]["resourceVersion"] = "100"
+        watched()
+        await ctl.reconcile(key)
+        assert kube.gets == 4
+        watched()
+        await ctl.reconcile(key)
+        assert kube.gets == 5
+        await ctl.reconcile(key)  # that read, at the version the watch reports, serves again
+        assert kube.gets == 5
+
+    asyncio.run(main())

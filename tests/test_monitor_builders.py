@@ -239,7 +239,7 @@ def test_dashboards_are_built_by_the_sdk() -> None:
 
 
 def observed(objs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
-    return {(o["kind"], o["metadata"]["name"]): rm._trim(o) for o in objs}
+    return {(o["kind"], o["metadata"]["name"]): rm.trim_child(o) for o in objs}
 
 
 def test_switching_mode_prunes_what_the_other_mode_made() -> None:
@@ -250,7 +250,7 @@ def test_switching_mode_prunes_what_the_other_mode_made() -> None:
         "metadata": {"name": "someone-elses", "labels": {mb.LABEL_MONITOR: "mon"},
                      "ownerReferences": [{"kind": "DorisMonitor", "uid": "another-monitor"}]},
     }  # fmt: skip
-    snap = rm.Snapshot({}, {"metadata": {"name": "demo"}}, observed([*before, foreign]))
+    snap = rm.Snapshot({}, {"metadata": {"name": "demo"}}, observed([*before, foreign]), admin_secret=False)
     p = rm.plan(monitor("bundled"), snap)
     deleted = {(a.kind, a.name) for a in p.actions if a.verb == "delete"}
     assert deleted == {("PodMonitor", "mon-fe"), ("PodMonitor", "mon-be"), ("PodMonitor", "mon-operator"),
@@ -258,13 +258,18 @@ def test_switching_mode_prunes_what_the_other_mode_made() -> None:
     assert ("Secret", "mon-grafana-admin") in {
         (a.kind, a.name) for a in p.actions if a.verb == "create-secret"
     }
-    # the generated Secret, once there, is kept and never re-applied
-    secret = mb.generated_admin_secret(monitor("bundled"), "x")
+    # the generated Secret, once there (read by name), is never re-applied, nor deleted by a switch back
     again = rm.plan(
-        monitor("bundled"),
-        rm.Snapshot({}, snap.cluster, observed([*mb.build(monitor("bundled"), None), secret])),
+        monitor("bundled"), rm.Snapshot({}, snap.cluster, observed(mb.build(monitor("bundled"), None)))
     )
     assert not [a for a in again.actions if a.kind == "Secret"]
+    secret = mb.generated_admin_secret(monitor("bundled"), "x")
+    back = rm.plan(
+        monitor("prometheusOperator"),
+        rm.Snapshot({}, snap.cluster, observed([*mb.build(monitor("bundled"), None), secret])),
+    )
+    assert [a.kind for a in back.actions if a.verb == "delete" and a.kind == "Secret"] == []
+    assert ("StatefulSet", "mon-prometheus") in {(a.kind, a.name) for a in back.actions if a.verb == "delete"}
 
 
 def test_missing_prometheus_operator_crds_degrade_the_status() -> None:

@@ -4,7 +4,7 @@ operator may not list them): the reconcile reads the few it needs by name."""
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,16 +12,21 @@ from .api import doriscluster as dc
 from .api import dorisclusterautoscaler as dca
 from .api import dorisinitializer as di
 from .api import dorismonitor as dm
+from .builders import monitor as mb
 from .builders import names
-from .informers import Index, Kind, Obj, Watch
+from .informers import Index, IndexFn, Kind, Obj, Watch
+from .k8s import KINDS
 from .reconcile.autoscaler import AutoscalerLoop
 from .reconcile.controller import Controller
 from .reconcile.failover import trim_node
 from .reconcile.initializer import InitializerController
-from .reconcile.monitor import MonitorController
+from .reconcile.monitor import OPTIONAL_KINDS, OWNED_KINDS, MonitorController, child_entries, child_index
 from .reconcile.observed import ClusterKey, child_key, pod_key, trim_child, trim_pod, trim_resource
 
 MANAGED = f"{names.LABEL_MANAGED_BY}={names.MANAGED_BY}"
+SHARED_WATCHES = ("StatefulSet", "Service")
+"""A DorisMonitor's children of these kinds carry the managed-by label too: the DorisClusters'
+children's watches index them, no watch of their own."""
 PODS = names.LABEL_CLUSTER
 """Pods with the cluster label, whoever made them (the selector "has the label")."""
 INDEXES = (
@@ -33,7 +38,9 @@ INDEXES = (
     "dc_cluster_autoscalers",
     "dc_pods",
     "dc_initializers",
+    "di_versions",
     "dmon_monitors",
+    *(child_index(kind) for kind in OWNED_KINDS),
     "dc_nodes",
 )
 
@@ -76,6 +83,12 @@ def _initializer(obj: Obj) -> Mapping[Hashable, Any]:
     return {(meta.get("namespace"), _cluster_of(obj)): meta["name"]}
 
 
+def _version(obj: Obj) -> Mapping[Hashable, Any]:
+    """(namespace, name) -> the DorisInitializer's resourceVersion as last watched: whether the body
+    its controller last read or wrote is still the current one."""
+    return {_key(obj): obj["metadata"].get("resourceVersion")}
+
+
 def _ready_condition(obj: Obj) -> tuple[Any, ...]:
     for c in (obj.get("status") or {}).get("conditions") or []:
         if c.get("type") == "Ready":
@@ -104,6 +117,8 @@ class Wiring:
     indexes: dict[str, Index] = field(default_factory=lambda: {name: Index() for name in INDEXES})
     node_ready: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     """Per node, its Ready condition as last handled, without the heartbeat time."""
+    unserved: set[str] = field(default_factory=set)
+    """The optional kinds (the Prometheus Operator's) the API server does not serve, as last listed."""
 
     def watches(self) -> list[Watch]:
         ix = self.indexes
@@ -111,28 +126,53 @@ class Wiring:
         def crd(plural: str) -> Kind:
             return Kind(dc.GROUP, dc.VERSION, plural)
 
-        def owned(group: str, version: str, plural: str, index: str) -> Watch:
+        def owned(group: str, version: str, plural: str, index: str, monitor_kind: str = "") -> Watch:
             kind = Kind(group, version, plural, selector=MANAGED)
-            return Watch(kind, [(ix[index], _child)], self.child_event)
+            indexes: list[tuple[Index, IndexFn]] = [(ix[index], _child)]
+            if monitor_kind:
+                indexes.append((ix[child_index(monitor_kind)], child_entries(monitor_kind)))
+            return Watch(kind, indexes, self.child_event)
+
+        def monitor_child(kind: str) -> Watch:
+            info = KINDS[kind]._api_info
+            watched = Kind(info.resource.group, info.resource.version, info.plural, selector=mb.LABEL_MONITOR)
+            served = self._served(kind) if kind in OPTIONAL_KINDS else None
+            return Watch(
+                watched, [(ix[child_index(kind)], child_entries(kind))], self.monitor_child_event, served
+            )
 
         return [
             Watch(crd(dc.PLURAL), [(ix["dc_clusters"], _resource)], self.cluster_event),
-            Watch(crd(di.PLURAL), [(ix["dc_initializers"], _initializer)], self.initializer_event),
+            Watch(
+                crd(di.PLURAL),
+                [(ix["dc_initializers"], _initializer), (ix["di_versions"], _version)],
+                self.initializer_event,
+            ),
             Watch(crd(dm.PLURAL), [(ix["dmon_monitors"], _resource)], self.monitor_event),
             Watch(crd(dca.PLURAL), [(ix["dc_cluster_autoscalers"], _autoscaler)], self.autoscaler_event),
-            owned("apps", "v1", "statefulsets", "dc_statefulsets"),
-            owned("", "v1", "services", "dc_services"),
+            owned("apps", "v1", "statefulsets", "dc_statefulsets", "StatefulSet"),
+            owned("", "v1", "services", "dc_services", "Service"),
             owned("policy", "v1", "poddisruptionbudgets", "dc_disruption_budgets"),
             owned("autoscaling", "v2", "horizontalpodautoscalers", "dc_hpas"),
             Watch(Kind("", "v1", "pods", selector=PODS), [(ix["dc_pods"], _pod)], self.pod_event),
             Watch(Kind("", "v1", "nodes", namespaced=False), [(ix["dc_nodes"], _node)], self.node_event),
+            *(monitor_child(kind) for kind in OWNED_KINDS if kind not in SHARED_WATCHES),
         ]
+
+    def _served(self, kind: str) -> Callable[[bool], None]:
+        def served(yes: bool) -> None:
+            if yes:
+                self.unserved.discard(kind)
+            else:
+                self.unserved.add(kind)
+
+        return served
 
     def synced(self) -> None:
         """Every informer has its first listing: hand the indexes over and wake everything once."""
         self.controller.attach(self.indexes)
         self.initializers.attach(self.indexes)
-        self.monitors.attach(self.indexes)
+        self.monitors.attach(self.indexes, self.unserved.copy)
         for key in list(self.indexes["dc_clusters"]):
             self.controller.enqueue(key)
         for (namespace, _), initializers in list(self.indexes["dc_initializers"].items()):
@@ -164,6 +204,10 @@ class Wiring:
 
     async def child_event(self, type: str, obj: Obj) -> None:
         self._wake(child_key(obj))
+        self.monitors.child_changed(type, obj)
+
+    async def monitor_child_event(self, type: str, obj: Obj) -> None:
+        self.monitors.child_changed(type, obj)
 
     async def pod_event(self, type: str, obj: Obj) -> None:
         self._wake(pod_key(obj))

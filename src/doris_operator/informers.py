@@ -103,6 +103,8 @@ class Watch:
     kind: Kind
     indexes: list[tuple[Index, IndexFn]] = field(default_factory=list)
     handler: Handler | None = None
+    served: Callable[[bool], None] | None = None
+    """Told whether the API server serves the kind: True at each listing, False at a 404 on one."""
 
 
 class Gone(Exception):
@@ -184,6 +186,8 @@ class Informer:
                 if not listed:
                     await self.relist()
                     listed = True
+                    if self.watch.served is not None:
+                        self.watch.served(True)
                     self.synced.set()
                 started = time.monotonic()
                 await self.follow()
@@ -198,6 +202,8 @@ class Informer:
             except NotServed as err:
                 # none of them exists: the others' handlers need not wait for a kind nobody can create
                 listed = False
+                if self.watch.served is not None:
+                    self.watch.served(False)
                 self.synced.set()
                 log.warning("%s (retry in %.0fs)", err, backoff)
                 await self.sleep(backoff)

@@ -75,6 +75,11 @@ class AppliedMemory:
         uid = observed["metadata"].get("uid")
         return uid is not None and self.versions.get(uid) == self.version(observed)
 
+    def returned(self, obj: Obj) -> bool:
+        """Whether ``obj`` is at the version an apply of ours returned (a watch's echo of it)."""
+        uid = obj["metadata"].get("uid")
+        return uid is not None and uid in self.versions and self.versions[uid] == self.version(obj)
+
     def remember(self, stored: Obj) -> None:
         uid = stored["metadata"].get("uid")
         if uid:

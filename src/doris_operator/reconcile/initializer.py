@@ -1,6 +1,7 @@
 """One reconcile of one DorisInitializer: observe -> plan -> act, over the FE client.
 
-* **Observe** reads the DorisInitializer (live: its status is the record of what ran), its DorisCluster
+* **Observe** reads the DorisInitializer (live, as its status is the record of what ran, unless the
+  watch still reports the version the controller last read or wrote), its DorisCluster
   (from the watch cache), the Secrets and ConfigMaps it names, and turns the spec into :class:`Step` s,
   each with a content hash.  Only when a step is pending does it ask Doris whether the FE answers and a
   BE is alive.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import copy
 import datetime as dt
 import hashlib
 import json
@@ -687,7 +689,11 @@ class InitializerController:
         self.synced = asyncio.Event()
         self._failures: dict[Key, int] = {}
         self._events: dict[tuple[str, str, str], str] = {}
-        self._written: dict[Key, Obj] = {}
+        self._bodies: dict[Key, Obj] = {}
+        """Per DorisInitializer, its body as last read live or written (status and resourceVersion):
+        while the watch reports that resourceVersion, a reconcile needs no read.  The watch lags
+        only behind changes whose own events will reconcile again, and the status is the
+        operator's alone."""
         self.allow_fe_address_annotation = False
         """Honour ``doris.apache.org/fe-address`` (``run --allow-fe-address-annotation``)."""
 
@@ -702,7 +708,7 @@ class InitializerController:
     def forget(self, key: Key) -> None:
         self.queue.forget(key)
         self._failures.pop(key, None)
-        self._written.pop(key, None)
+        self._bodies.pop(key, None)
         for k in [k for k in self._events if k[:2] == key]:
             del self._events[k]
 
@@ -765,13 +771,30 @@ class InitializerController:
         clean = {k: v for k, v in status.items() if v is not None}
         if without_times(clean) == without_times(body.get("status") or {}):
             return
-        await self.kube.patch_status(key[1], key[0], clean, resource=DorisInitializerResource)
+        version = await self.kube.patch_status(key[1], key[0], clean, resource=DorisInitializerResource)
         body["status"] = clean
-        self._written[key] = clean
+        if version:
+            body["metadata"]["resourceVersion"] = version
+            self._bodies[key] = copy.deepcopy(body)
+        else:  # which version holds this status is unknown: the next reconcile reads it live
+            self._bodies.pop(key, None)
+
+    async def _body(self, key: Key) -> Obj | None:
+        """The DorisInitializer: the one last read or written while the watch reports its version
+        (no request: an idle resync reads nothing), else a live read."""
+        kept = self._bodies.get(key)
+        watched = (self.indexes or {}).get("di_versions", {}).get(key) or [None]
+        if kept is not None and watched[0] == kept["metadata"].get("resourceVersion"):
+            return copy.deepcopy(kept)
+        body = await self.kube.get_object(DorisInitializerResource, key[1], key[0])
+        if body is None:
+            self._bodies.pop(key, None)
+        else:
+            self._bodies[key] = body
+        return copy.deepcopy(body)
 
     async def reconcile(self, key: Key) -> float | None:
-        namespace, name = key
-        body = await self.kube.get_object(DorisInitializerResource, name, namespace)
+        body = await self._body(key)
         if body is None:
             self.forget(key)
             return None

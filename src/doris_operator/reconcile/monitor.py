@@ -1,11 +1,13 @@
 """One reconcile of one DorisMonitor: observe -> plan -> act -> status.
 
 * **observe** reads the DorisMonitor's children by its label, its DorisCluster, and notes which kinds
-  the apiserver does not serve (the Prometheus Operator CRDs not installed).  It lists every kind a
-  monitor may own (:data:`OWNED_KINDS`) until a reconcile of the current generation has done so, in
-  this process, without deleting anything or failing; after that, only the kinds the spec makes
-  (:func:`wanted_kinds`), so an idle resync lists 3 kinds, not 10.  What a generation no longer wants
-  is found by the full scans its change brings;
+  the apiserver does not serve (the Prometheus Operator CRDs not installed).  In the operator the
+  children come from the informers (every kind of :data:`OWNED_KINDS` is watched by that label, and a
+  child's change wakes its monitor), and one the caches miss is read live before it is applied: an
+  idle resync sends no request.  Without informers (a :class:`MonitorContext` of its own) it lists
+  every kind until a reconcile of the current generation has done so, in this process, without
+  deleting anything or failing; after that, only the kinds the spec makes (:func:`wanted_kinds`).
+  The generated Grafana admin Secret is read by name: the operator never lists or watches Secrets;
 * **plan** (pure) compares them with :func:`builders.monitor.build` and returns the actions: apply what
   is wanted, delete what it owns and no longer wants (a mode switch, dashboards or alerts turned off),
   create the Grafana admin Secret once;
@@ -50,7 +52,6 @@ OWNED_KINDS = (
     "PodMonitor",
     "PrometheusRule",
     "ConfigMap",
-    "Secret",
     "ServiceAccount",
     "Role",
     "RoleBinding",
@@ -58,6 +59,9 @@ OWNED_KINDS = (
     "Deployment",
     "Service",
 )
+"""The kinds of a DorisMonitor's children, found by its label (``doris.apache.org/monitor``).  Not the
+generated Grafana admin Secret: the operator may not list or watch Secrets, so that one is read by
+name, and never pruned (it goes with its DorisMonitor, whose password it keeps across mode switches)."""
 OPTIONAL_KINDS = frozenset({"PodMonitor", "PrometheusRule"})
 """Served only where the Prometheus Operator's CRDs are installed."""
 NOT_READY_REQUEUE = 15.0
@@ -71,6 +75,8 @@ class Snapshot:
     unserved: set[str] = field(default_factory=set)
     listed: tuple[str, ...] = OWNED_KINDS
     """The kinds whose children were listed: only those can be pruned."""
+    admin_secret: bool = True
+    """Whether the generated Grafana admin Secret exists (read by name; True when none is generated)."""
 
 
 @dataclass(frozen=True)
@@ -116,12 +122,9 @@ def plan(dm: DorisMonitor, snap: Snapshot) -> Plan:
         actions.append(Action("apply", kind, name, _part(obj), obj))
     if dm.spec.mode == "bundled" and dm.bundled.grafana.enabled and dm.bundled.grafana.admin_secret is None:
         secret_name, _ = mb.grafana_admin_secret_name(dm)
-        if ("Secret", secret_name) not in snap.children:
+        if not snap.admin_secret:
             actions.append(Action("create-secret", "Secret", secret_name, "grafana"))
-        keep_secret = {("Secret", secret_name)}
-    else:
-        keep_secret = set()
-    wanted = {(o["kind"], o["metadata"]["name"]) for o in desired} | keep_secret
+    wanted = {(o["kind"], o["metadata"]["name"]) for o in desired}
     uid = dm.metadata.uid
     for (kind, name), obj in sorted(snap.children.items()):
         if kind in snap.listed and (kind, name) not in wanted and _owned_by(obj, uid):
@@ -252,7 +255,9 @@ def status(
 # -- observe and act -------------------------------------------------------------------------------------
 
 
-def _trim(obj: Obj) -> Obj:
+def trim_child(obj: Obj) -> Obj:
+    """What the reconcile reads of a child (its ``kind`` set): identity, labels, owner, the applied
+    hash, versions; a StatefulSet's or Deployment's status, a Service's ports."""
     meta = obj.get("metadata") or {}
     out: Obj = {
         "kind": obj.get("kind"),
@@ -275,13 +280,39 @@ def _trim(obj: Obj) -> Obj:
     return out
 
 
+def child_index(kind: str) -> str:
+    """The name of the informers' index of a DorisMonitor's children of ``kind``."""
+    return f"dmon_{kind}"
+
+
+def child_entries(kind: str) -> Callable[[Obj], dict[Any, Obj]]:
+    """The index function of that index: (namespace, monitor) -> :func:`trim_child` of the object."""
+
+    def entries(obj: Obj) -> dict[Any, Obj]:
+        meta = obj["metadata"]
+        monitor = (meta.get("labels") or {}).get(mb.LABEL_MONITOR)
+        if not monitor:
+            return {}
+        return {(meta.get("namespace"), monitor): trim_child({**obj, "kind": kind})}
+
+    return entries
+
+
 def wanted_kinds(dm: DorisMonitor, desired: list[Obj]) -> tuple[str, ...]:
-    """The kinds of what the spec makes (``desired``: :func:`builders.monitor.build`'s, and the generated
-    Grafana admin Secret), in :data:`OWNED_KINDS`' order."""
+    """The kinds of what the spec makes (``desired``: :func:`builders.monitor.build`'s), in
+    :data:`OWNED_KINDS`' order."""
     kinds = {o["kind"] for o in desired}
-    if dm.spec.mode == "bundled" and dm.bundled.grafana.enabled and dm.bundled.grafana.admin_secret is None:
-        kinds.add("Secret")
     return tuple(k for k in OWNED_KINDS if k in kinds)
+
+
+def generates_admin_secret(dm: DorisMonitor) -> bool:
+    return (
+        dm.spec.mode == "bundled" and dm.bundled.grafana.enabled and dm.bundled.grafana.admin_secret is None
+    )
+
+
+Children = Callable[[str, str], dict[tuple[str, str], Obj]]
+"""The informers' children of the DorisMonitor (namespace, name): (kind, name) -> :func:`trim_child`."""
 
 
 async def observe(
@@ -290,11 +321,25 @@ async def observe(
     dm: DorisMonitor,
     kinds: tuple[str, ...] = OWNED_KINDS,
     clusters: Callable[[str, str], Obj | None] | None = None,
+    watched: tuple[Children, Callable[[], set[str]]] | None = None,
 ) -> Snapshot:
     """``kinds``: the kinds of children to list (default: all a monitor may own).  ``clusters``: the
-    operator's DorisCluster index; a miss is read live (a cluster the index has not seen yet)."""
+    operator's DorisCluster index; a miss is read live (a cluster the index has not seen yet).
+    ``watched``: the informers' children and the kinds the API server does not serve; then nothing
+    is listed (``kinds`` unused)."""
+    admin_secret = True
+    if generates_admin_secret(dm):
+        admin_secret = await kube.secret_exists(mb.grafana_admin_secret_name(dm)[0], dm.namespace)
+    cluster = clusters(dm.namespace, dm.spec.cluster) if clusters is not None else None
+    if cluster is None:
+        cluster = await kube.get("DorisCluster", dm.spec.cluster, dm.namespace)
+    if watched is not None:
+        children_of, unserved_kinds = watched
+        unserved = unserved_kinds() & OPTIONAL_KINDS
+        listed = tuple(k for k in OWNED_KINDS if k not in unserved)
+        return Snapshot(body, cluster, children_of(dm.namespace, dm.name), unserved, listed, admin_secret)
     children: dict[tuple[str, str], Obj] = {}
-    unserved: set[str] = set()
+    unserved = set()
     selector = {mb.LABEL_MONITOR: dm.name}
     for kind in kinds:
         try:
@@ -306,11 +351,8 @@ async def observe(
             raise
         for obj in objs:
             obj.setdefault("kind", kind)
-            children[(kind, obj["metadata"]["name"])] = _trim(obj)
-    cluster = clusters(dm.namespace, dm.spec.cluster) if clusters is not None else None
-    if cluster is None:
-        cluster = await kube.get("DorisCluster", dm.spec.cluster, dm.namespace)
-    return Snapshot(body, cluster, children, unserved, tuple(kinds))
+            children[(kind, obj["metadata"]["name"])] = trim_child(obj)
+    return Snapshot(body, cluster, children, unserved, tuple(kinds), admin_secret)
 
 
 @dataclass
@@ -325,6 +367,8 @@ class MonitorContext:
     a restarted operator scans each monitor fully once more."""
     clusters: Callable[[str, str], Obj | None] | None = None
     """The DorisCluster index's entry for (namespace, name), once the informers are synced."""
+    watched: tuple[Children, Callable[[], set[str]]] | None = None
+    """The informers' children and unserved kinds (then children are never listed), once synced."""
 
     def __post_init__(self) -> None:
         if self.events is None:
@@ -347,6 +391,9 @@ async def act(
                 hashed = digest(obj)
                 obj["metadata"].setdefault("annotations", {})[APPLIED_HASH] = hashed
                 observed = snap.children.get((action.kind, action.name))
+                if observed is None and ctx.watched is not None:  # a cache miss: read it live
+                    live = await ctx.kube.get(action.kind, action.name, dm.namespace)
+                    observed = None if live is None else trim_child(live)
                 if ctx.memory.unchanged(observed, hashed):
                     continue
                 stored = await ctx.kube.apply(obj)
@@ -362,11 +409,15 @@ async def act(
                     body, "Normal", "Created", f"created Secret {action.name} (Grafana admin password)", False
                 )
             else:
-                await ctx.kube.delete(action.kind, action.name, dm.namespace)
                 writes += 1
-                await ctx.events.record(
-                    body, "Normal", "Deleted", f"deleted {action.kind} {action.name}: no longer wanted", False
-                )
+                if await ctx.kube.delete(action.kind, action.name, dm.namespace):  # not one gone already
+                    await ctx.events.record(
+                        body,
+                        "Normal",
+                        "Deleted",
+                        f"deleted {action.kind} {action.name}: no longer wanted",
+                        False,
+                    )
         except ApiError as err:
             message = f"{action.kind} {action.name}: {err.status.message}"
             failures.setdefault(action.part, message)
@@ -421,13 +472,14 @@ async def reconcile(body: Obj, ctx: MonitorContext) -> MonitorResult:
     scanned = ctx.scanned.get(key)
     full = scanned is None or scanned[0] != generation
     kinds = OWNED_KINDS if full or scanned is None else scanned[1]
-    snap = await observe(ctx.kube, body, dm, kinds, ctx.clusters)
+    snap = await observe(ctx.kube, body, dm, kinds, ctx.clusters, ctx.watched)
     p = plan(dm, snap)
     failures, writes = await act(dm, body, snap, p, ctx)
-    if failures:
-        ctx.scanned.pop(key, None)  # scan everything again
-    elif full and not any(a.verb == "delete" for a in p.actions):
-        ctx.scanned[key] = (generation, wanted_kinds(dm, p.desired))
+    if ctx.watched is None:  # listed, not watched: what the next reconciles list
+        if failures:
+            ctx.scanned.pop(key, None)  # scan everything again
+        elif full and not any(a.verb == "delete" for a in p.actions):
+            ctx.scanned[key] = (generation, wanted_kinds(dm, p.desired))
     new = status(dm, snap, p, failures, old_status)
     writes += await _write_status(key, old_status, new, ctx)
     return MonitorResult(new["phase"], writes, None if new["phase"] == "Ready" else NOT_READY_REQUEUE)
@@ -467,7 +519,9 @@ class MonitorController:
         self.synced = asyncio.Event()
         self._phases: dict[Key, str] = {}
 
-    def attach(self, indexes: Mapping[str, Any]) -> None:
+    def attach(self, indexes: Mapping[str, Any], unserved: Callable[[], set[str]] | None = None) -> None:
+        """The informers' indexes; with ``unserved`` (the kinds the API server does not serve) and
+        an index of every kind of :data:`OWNED_KINDS`, the children come from them."""
         if self.indexes is None and self.INDEX in indexes:
             self.indexes = indexes
             if "dc_clusters" in indexes:
@@ -477,7 +531,30 @@ class MonitorController:
                     return next(iter(clusters.get((namespace, name), ())), None)
 
                 self.ctx.clusters = cluster
+            if unserved is not None and all(child_index(k) in indexes for k in OWNED_KINDS):
+
+                def children(namespace: str, name: str) -> dict[tuple[str, str], Obj]:
+                    return {
+                        (kind, obj["metadata"]["name"]): obj
+                        for kind in OWNED_KINDS
+                        for obj in indexes[child_index(kind)].get((namespace, name), ())
+                    }
+
+                self.ctx.watched = (children, unserved)
             self.synced.set()
+
+    def child_changed(self, type: str, obj: Obj) -> None:
+        """A child of a DorisMonitor changed or went: reconcile the monitor, unless the change is only
+        the echo of its own apply (the version the apply returned).  A StatefulSet's or Deployment's
+        status (the bundled Prometheus and Grafana becoming ready) always wakes it."""
+        meta = obj["metadata"]
+        monitor = (meta.get("labels") or {}).get(mb.LABEL_MONITOR)
+        if not monitor:
+            return
+        status_kind = obj.get("kind") in ("StatefulSet", "Deployment")
+        if type != "DELETED" and not status_kind and self.ctx.memory.returned(obj):
+            return
+        self.enqueue((meta.get("namespace") or "default", monitor))
 
     def enqueue(self, key: Key) -> None:
         self.queue.add(key)

@@ -103,7 +103,7 @@ The operator's rules on the namespaced objects it reconciles. Every verb is used
   resources: ["secrets"]
   verbs: ["get"]
 # create and patch (server-side apply): only ever of {cluster}-admin-user, made from the deprecated
-# spec.adminUser. RBAC can't say so: create is never restricted by resourceNames, and resourceNames
+# spec.adminUser, and of a bundled DorisMonitor's generated {monitor}-grafana-admin (made once). RBAC can't say so: create is never restricted by resourceNames, and resourceNames
 # can't name a pattern. No delete: the Secret goes with its DorisCluster (ownerReference).
 - apiGroups: [""]
   resources: ["secrets"]
@@ -121,28 +121,33 @@ The operator's rules on the namespaced objects it reconciles. Every verb is used
   verbs: ["get", "delete"]
 - apiGroups: [""]
   resources: ["configmaps"]
-  verbs: ["get", "list", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]
-# DorisMonitor (reconcile/monitor.py): its children are listed by label, applied, pruned; never watched
+# DorisMonitor (reconcile/monitor.py): its children are watched by label (get: a cache miss read live),
+# applied, pruned
 - apiGroups: ["doris.selectdb.com"]
   resources: ["dorismonitors"]
   verbs: ["list", "watch"]
 - apiGroups: ["doris.selectdb.com"]
   resources: ["dorismonitors/status"]
   verbs: ["patch"]
+# its children's ownerReferences set blockOwnerDeletion (as the DorisClusters' do)
+- apiGroups: ["doris.selectdb.com"]
+  resources: ["dorismonitors/finalizers"]
+  verbs: ["update"]
 - apiGroups: ["monitoring.coreos.com"]
   resources: ["podmonitors", "prometheusrules"]
-  verbs: ["list", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["list", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["serviceaccounts"]
-  verbs: ["list", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # the bundled Prometheus's Role (pods list/watch in the cluster's namespace, which the operator holds)
 - apiGroups: ["rbac.authorization.k8s.io"]
   resources: ["roles", "rolebindings"]
-  verbs: ["list", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 {{- end -}}
