@@ -353,6 +353,13 @@ POD_SELECTOR = names.LABEL_CLUSTER
 """What every pod of a DorisCluster carries (the pod informer selects on it too)."""
 
 
+def _reads_usage(body: Obj) -> bool:
+    """Whether a DorisClusterAutoscaler has a resource metric (its pods' usage from metrics.k8s.io)."""
+    return any(
+        isinstance(m, dict) and m.get("resource") for m in (body.get("spec") or {}).get("metrics") or []
+    )
+
+
 class PodUsage:
     """The :data:`Fetch` of one pass of :class:`AutoscalerLoop`: the PodMetrics of every Doris pod in
     one list, read at the pass's first need and shared by its autoscalers, instead of one list per
@@ -576,7 +583,8 @@ class AutoscalerLoop:
         if not indexes or "dc_cluster_autoscalers" not in indexes:
             return
         passing = [(key, list(bodies)) for key, bodies in list(indexes["dc_cluster_autoscalers"].items())]
-        usage = PodUsage(self.kube, {key[0] for key, _ in passing}, self.namespaces)
+        reading = {key[0] for key, bodies in passing for body in bodies if _reads_usage(body)}
+        usage = PodUsage(self.kube, reading, self.namespaces)
         for key, bodies in passing:
             for body in bodies:
                 clusters = list(indexes["dc_clusters"].get(key, ()))
