@@ -345,6 +345,7 @@ async def test_a_dorismonitors_children_are_watched_by_its_label_and_wake_it() -
     does."""
     from doris_operator.builders import monitor as mb
     from doris_operator.handlers import Wiring
+    from doris_operator.reconcile.controller import Controller
     from doris_operator.reconcile.monitor import OWNED_KINDS, MonitorController, child_index
 
     class Kube:
@@ -353,7 +354,8 @@ async def test_a_dorismonitors_children_are_watched_by_its_label_and_wake_it() -
     monitors = MonitorController(Kube())  # type: ignore[arg-type]
     woken: list[tuple[str, str]] = []
     monitors.enqueue = woken.append  # type: ignore[method-assign]
-    wiring = Wiring(None, None, None, monitors)  # type: ignore[arg-type]
+    controller = Controller(Kube())  # type: ignore[arg-type]
+    wiring = Wiring(controller, None, None, monitors)  # type: ignore[arg-type]
     watches = wiring.watches()
     selectors = {w.kind.plural: w.kind.selector for w in watches}
     assert "secrets" not in selectors
@@ -382,8 +384,55 @@ async def test_a_dorismonitors_children_are_watched_by_its_label_and_wake_it() -
     await wiring.monitor_child_event("DELETED", child("PodMonitor", "1"))
     assert woken == [("ns", "mon"), ("ns", "mon")]
     monitors.ctx.memory.remember(child("StatefulSet", "1"))
-    await wiring.child_event("MODIFIED", child("StatefulSet", "1"))  # its status may have changed
+    await wiring.child_event("MODIFIED", child("StatefulSet", "1"))  # the echo of the apply
+    assert len(woken) == 2
+    await wiring.child_event("MODIFIED", child("StatefulSet", "2"))  # its status, by its controller
     assert woken[-1] == ("ns", "mon") and len(woken) == 3
+
+
+async def test_the_echo_of_a_clusters_own_write_wakes_it_not() -> None:
+    """A DorisCluster's reconcile wakes on what changed, not on the watch's echo of its own writes:
+    the version a child's apply or the status patch returned; the next version (another writer's) does
+    wake it, and so does a deletion."""
+    from doris_operator.handlers import Wiring
+    from doris_operator.reconcile.act import AppliedMemory
+    from doris_operator.reconcile.controller import Controller
+
+    class Quiet:
+        def cluster_changed(self, key: Any) -> None:
+            pass
+
+        def wake_cluster(self, key: Any) -> None:
+            pass
+
+        def child_changed(self, type: str, obj: Any) -> None:
+            pass
+
+    controller = Controller(None)  # type: ignore[arg-type]
+    woken: list[Any] = []
+    controller.enqueue = lambda key, urgent=True: woken.append(key)  # type: ignore[method-assign]
+    wiring = Wiring(controller, Quiet(), None, Quiet())  # type: ignore[arg-type]
+    memory: AppliedMemory = controller.ctx.memory
+
+    def obj(version: str, uid: str = "u-svc") -> dict[str, Any]:
+        labels = {"app.doris.ownerreference/name": "dc"}
+        meta = {"name": "x", "namespace": "ns", "uid": uid, "resourceVersion": version, "labels": labels}
+        return {"metadata": meta}
+
+    memory.remember({"metadata": {**obj("7")["metadata"], "generation": 1}})  # the apply's answer
+    await wiring.child_event("MODIFIED", obj("7"))
+    assert woken == []
+    await wiring.child_event("MODIFIED", obj("8"))  # someone else's edit
+    await wiring.child_event("DELETED", obj("8"))
+    assert woken == [("ns", "dc"), ("ns", "dc")]
+    memory.wrote("u-dc", "12")  # the status patch's answer
+    await wiring.cluster_event("MODIFIED", obj("12", "u-dc"))
+    assert len(woken) == 2
+    await wiring.cluster_event("MODIFIED", obj("13", "u-dc"))
+    assert len(woken) == 3
+    memory.wrote("u-dc", None)  # an answer without a version: nothing is taken for an echo
+    await wiring.cluster_event("MODIFIED", obj("13", "u-dc"))
+    assert len(woken) == 4
 
 
 async def test_a_node_report_that_changes_nothing_read_wakes_no_cluster() -> None:

@@ -186,7 +186,7 @@ class Wiring:
         key = _key(obj)
         if type == "DELETED":
             self.controller.forget(key)
-        else:
+        elif not self.controller.ctx.memory.returned(obj):  # not the echo of its own status write
             self.controller.enqueue(key)
         self.monitors.cluster_changed(key)
         self.initializers.wake_cluster(key)
@@ -203,7 +203,10 @@ class Wiring:
             self.autoscaler.wake((obj["metadata"].get("namespace") or "default", cluster))
 
     async def child_event(self, type: str, obj: Obj) -> None:
-        self._wake(child_key(obj))
+        """A child changed or went: its cluster, unless the change only echoes the cluster's own apply
+        (a StatefulSet's status, the pods, another's edit come at versions of their own)."""
+        if type == "DELETED" or not self.controller.ctx.memory.returned(obj):
+            self._wake(child_key(obj))
         self.monitors.child_changed(type, obj)
 
     async def monitor_child_event(self, type: str, obj: Obj) -> None:

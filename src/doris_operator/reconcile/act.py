@@ -61,6 +61,9 @@ class AppliedMemory:
     so there is nothing to write.  Lost on restart: then each object is applied once again."""
 
     versions: dict[str, str] = field(default_factory=dict)
+    echoes: dict[str, str] = field(default_factory=dict)
+    """Per uid, the resourceVersion our last write of the object returned (an apply, a status patch):
+    the watch event of that version only echoes what we wrote, and need wake nothing."""
 
     @staticmethod
     def version(obj: Obj) -> str:
@@ -76,17 +79,29 @@ class AppliedMemory:
         return uid is not None and self.versions.get(uid) == self.version(observed)
 
     def returned(self, obj: Obj) -> bool:
-        """Whether ``obj`` is at the version an apply of ours returned (a watch's echo of it)."""
-        uid = obj["metadata"].get("uid")
-        return uid is not None and uid in self.versions and self.versions[uid] == self.version(obj)
+        """Whether ``obj`` is at the resourceVersion our last write of it returned: a watch's echo of
+        that write, which brings nothing we did not know."""
+        meta = obj["metadata"]
+        uid, version = meta.get("uid"), meta.get("resourceVersion")
+        return bool(uid and version) and self.echoes.get(uid) == version
 
     def remember(self, stored: Obj) -> None:
-        uid = stored["metadata"].get("uid")
+        meta = stored["metadata"]
+        uid = meta.get("uid")
         if uid:
             self.versions[uid] = self.version(stored)
+            self.wrote(uid, meta.get("resourceVersion"))
+
+    def wrote(self, uid: str | None, version: str | None) -> None:
+        """Our write of the object ``uid`` returned ``version`` (None: unknown)."""
+        if uid and version:
+            self.echoes[uid] = str(version)
+        elif uid:
+            self.echoes.pop(uid, None)
 
     def forget(self, uid: str) -> None:
         self.versions.pop(uid, None)
+        self.echoes.pop(uid, None)
 
 
 def _metadata_in_place(desired: Obj, observed: Obj) -> bool:
@@ -339,7 +354,8 @@ class Executor:
         key = (meta["namespace"], meta["name"])
         if without_times(clean) in (without_times(action.previous), without_times(self.written.get(key))):
             return
-        await self.kube.patch_status(key[1], key[0], clean, self.status_resource)
+        version = await self.kube.patch_status(key[1], key[0], clean, self.status_resource)
+        self.memory.wrote(meta.get("uid"), version)
         self.written[key] = clean
         self.writes += 1
 

@@ -545,14 +545,12 @@ class MonitorController:
 
     def child_changed(self, type: str, obj: Obj) -> None:
         """A child of a DorisMonitor changed or went: reconcile the monitor, unless the change is only
-        the echo of its own apply (the version the apply returned).  A StatefulSet's or Deployment's
-        status (the bundled Prometheus and Grafana becoming ready) always wakes it."""
+        the echo of its own apply (the resourceVersion the apply returned)."""
         meta = obj["metadata"]
         monitor = (meta.get("labels") or {}).get(mb.LABEL_MONITOR)
         if not monitor:
             return
-        status_kind = obj.get("kind") in ("StatefulSet", "Deployment")
-        if type != "DELETED" and not status_kind and self.ctx.memory.returned(obj):
+        if type != "DELETED" and self.ctx.memory.returned(obj):
             return
         self.enqueue((meta.get("namespace") or "default", monitor))
 
