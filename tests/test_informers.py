@@ -460,3 +460,23 @@ async def test_a_node_report_that_changes_nothing_read_wakes_no_cluster() -> Non
     await wiring.node_event("MODIFIED", node("Unknown", "h3", since="t1"))
     await wiring.node_event("DELETED", node("Unknown", "h3", since="t1"))
     assert woken == ["n1", "n1", "n1"]
+
+
+async def test_an_unserved_kind_backs_off_to_a_list_per_watch_period() -> None:
+    """A CRD that stays uninstalled (the Prometheus Operator's, say) costs, once backed off, one list
+    per watch period: what a watch renewal of a served kind costs."""
+    from doris_operator.informers import NOT_SERVED_BACKOFF, WATCH_TIMEOUT
+
+    api = FakeAPI()
+    api.fail = [404] * 12
+    inf, _, _ = informer(api)
+    sleeps = recorded_sleeps(inf)
+    runner = asyncio.create_task(inf.run())
+    for _ in range(500):
+        if len(sleeps) >= 12:
+            break
+        await asyncio.sleep(0.01)
+    runner.cancel()
+    await asyncio.gather(runner, return_exceptions=True)
+    assert NOT_SERVED_BACKOFF == WATCH_TIMEOUT
+    assert sleeps[:12] == [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 300.0, 300.0, 300.0]

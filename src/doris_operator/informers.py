@@ -10,7 +10,7 @@ the kind's handler, which only wakes a work queue.
 No handler runs before every informer has its first listing: until then the indexes are incomplete,
 and a reconcile from them could mistake an object not listed yet for one that is gone.  A kind the API
 server does not serve (its CRD not installed yet) counts as listed and empty, and is listed again with
-backoff.  The objects
+backoff, up to one list per watch period.  The objects
 themselves are not kept: per object only its resourceVersion and a small stub (name, namespace, labels,
 ``spec.cluster``) for the deletion a relist finds.
 """
@@ -40,6 +40,10 @@ WATCH_TIMEOUT = 300
 """Seconds a watch request asks the API server to keep the stream open (it ends it, and we resume)."""
 REQUEST_TIMEOUT = 30.0
 MAX_BACKOFF = 30.0
+NOT_SERVED_BACKOFF = float(WATCH_TIMEOUT)
+"""The longest wait before listing a kind the API server does not serve again: an unserved kind
+costs, once its retries have backed off, a request per watch period, as a served one does (a CRD
+installed later is found within that)."""
 
 
 class Index(Mapping[Any, list[Any]]):
@@ -207,7 +211,7 @@ class Informer:
                 self.synced.set()
                 log.warning("%s (retry in %.0fs)", err, backoff)
                 await self.sleep(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF)
+                backoff = min(backoff * 2, NOT_SERVED_BACKOFF)
             except Exception as err:  # the API server restarting, RBAC, a timeout
                 log.warning("watching %s failed (retry in %.0fs): %s", self.what, backoff, err)
                 await self.sleep(backoff)
