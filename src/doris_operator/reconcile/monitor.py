@@ -86,6 +86,7 @@ class Action:
     name: str
     part: str
     obj: Obj | None = None
+    """apply: the object wanted; delete: the child as observed (its uid the delete's precondition)."""
 
 
 @dataclass
@@ -120,7 +121,7 @@ def plan(dm: DorisMonitor, snap: Snapshot) -> Plan:
             )
             continue
         actions.append(Action("apply", kind, name, _part(obj), obj))
-    if dm.spec.mode == "bundled" and dm.bundled.grafana.enabled and dm.bundled.grafana.admin_secret is None:
+    if generates_admin_secret(dm):
         secret_name, _ = mb.grafana_admin_secret_name(dm)
         if not snap.admin_secret:
             actions.append(Action("create-secret", "Secret", secret_name, "grafana"))
@@ -128,7 +129,7 @@ def plan(dm: DorisMonitor, snap: Snapshot) -> Plan:
     uid = dm.metadata.uid
     for (kind, name), obj in sorted(snap.children.items()):
         if kind in snap.listed and (kind, name) not in wanted and _owned_by(obj, uid):
-            actions.append(Action("delete", kind, name, _part(obj)))
+            actions.append(Action("delete", kind, name, _part(obj), obj))
     return Plan(actions, desired, blocked)
 
 
@@ -410,7 +411,9 @@ async def act(
                 )
             else:
                 writes += 1
-                if await ctx.kube.delete(action.kind, action.name, dm.namespace):  # not one gone already
+                uid = ((action.obj or {}).get("metadata") or {}).get("uid")
+                # with the uid it was observed with: never a replacement; nor one gone already
+                if await ctx.kube.delete(action.kind, action.name, dm.namespace, uid):
                     await ctx.events.record(
                         body,
                         "Normal",
