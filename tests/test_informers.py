@@ -480,3 +480,43 @@ async def test_an_unserved_kind_backs_off_to_a_list_per_watch_period() -> None:
     await asyncio.gather(runner, return_exceptions=True)
     assert NOT_SERVED_BACKOFF == WATCH_TIMEOUT
     assert sleeps[:12] == [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 300.0, 300.0, 300.0]
+
+
+async def test_a_clusters_status_change_wakes_its_monitors_not() -> None:
+    """A DorisMonitor reads its cluster's spec (the FE followers of its rules): a status-only change
+    of the DorisCluster (the same generation) does not reconcile every monitor again; a spec change,
+    its creation and its deletion do."""
+    from doris_operator.handlers import Wiring
+    from doris_operator.reconcile.controller import Controller
+
+    changed: list[Any] = []
+
+    class Monitors:
+        def cluster_changed(self, key: Any) -> None:
+            changed.append(key)
+
+    class Initializers:
+        def wake_cluster(self, key: Any) -> None:
+            pass
+
+    controller = Controller(None)  # type: ignore[arg-type]
+    controller.enqueue = lambda key, urgent=True: None  # type: ignore[method-assign]
+    wiring = Wiring(controller, Initializers(), None, Monitors())  # type: ignore[arg-type]
+
+    def dc(generation: int, version: str) -> dict[str, Any]:
+        meta = {
+            "name": "dc",
+            "namespace": "ns",
+            "uid": "u",
+            "generation": generation,
+            "resourceVersion": version,
+        }
+        return {"metadata": meta, "status": {"phase": version}}
+
+    await wiring.cluster_event("ADDED", dc(1, "1"))
+    await wiring.cluster_event("MODIFIED", dc(1, "2"))  # status only
+    await wiring.cluster_event("MODIFIED", dc(1, "3"))
+    assert changed == [("ns", "dc")]
+    await wiring.cluster_event("MODIFIED", dc(2, "4"))  # a spec change
+    await wiring.cluster_event("DELETED", dc(2, "5"))
+    assert changed == [("ns", "dc")] * 3

@@ -458,3 +458,26 @@ def test_an_idle_reconcile_reads_nothing_while_the_watch_reports_the_version_las
         assert kube.gets == 5
 
     asyncio.run(main())
+
+
+def test_split_sql_is_kept_by_digest_and_a_copy_is_returned(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every reconcile builds the steps again: the same text is split once (sqlparse is slow), and what
+    a caller does to the list it gets does not reach the next one."""
+    import sqlparse
+
+    from doris_operator.reconcile import initializer as ri
+
+    calls: list[str] = []
+    real = sqlparse.split
+    monkeypatch.setattr(sqlparse, "split", lambda text: calls.append(text) or real(text))
+    text = "CREATE DATABASE a_unique_db_for_this_test; -- note\nSELECT 1;"
+    first = split_sql(text)
+    expected = list(first)
+    assert len(expected) == 2
+    first.append("mutated")
+    assert split_sql(text) == expected
+    assert calls == [text]
+    big = "SELECT 1;" * (ri.SPLIT_CACHED_MAX // 9 + 1)
+    split_sql(big)
+    split_sql(big)
+    assert calls[1:] == [big, big]  # a large script is not kept

@@ -117,6 +117,8 @@ class Wiring:
     indexes: dict[str, Index] = field(default_factory=lambda: {name: Index() for name in INDEXES})
     node_ready: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     """Per node, its Ready condition as last handled, without the heartbeat time."""
+    cluster_generations: dict[ClusterKey, Any] = field(default_factory=dict)
+    """Per DorisCluster, its generation as last handled: what a DorisMonitor reads of it (the spec)."""
     unserved: set[str] = field(default_factory=set)
     """The optional kinds (the Prometheus Operator's) the API server does not serve, as last listed."""
 
@@ -188,7 +190,13 @@ class Wiring:
             self.controller.forget(key)
         elif not self.controller.ctx.memory.returned(obj):  # not the echo of its own status write
             self.controller.enqueue(key)
-        self.monitors.cluster_changed(key)
+        generation = obj["metadata"].get("generation")
+        if type != "MODIFIED" or self.cluster_generations.get(key) != generation:  # its spec, not status
+            self.monitors.cluster_changed(key)
+        if type == "DELETED":
+            self.cluster_generations.pop(key, None)
+        else:
+            self.cluster_generations[key] = generation
         self.initializers.wake_cluster(key)
 
     async def initializer_event(self, type: str, obj: Obj) -> None:
