@@ -104,6 +104,27 @@ class MetricsServer:
         conditions = (json.loads(result.stdout).get("status") or {}).get("conditions") or []
         return any(c.get("type") == "Available" and c.get("status") == "True" for c in conditions)
 
+    def scraped_node(self) -> str | None:
+        """A node whose pods metrics-server gets usage for: kwok plays it and serves its resource
+        metrics, it is Ready and schedulable, and it is one of the first made (the oldest).  Tests
+        before may have deleted and re-created a node, or stopped kwok playing one, so a pod the
+        scheduler puts anywhere may sit where nothing is scraped.  None: no such node."""
+        result = self.cluster.kubectl("get", "nodes", "-o", "json", check=False)
+        if getattr(result, "returncode", 1) != 0:
+            return None
+        fit = []
+        for node in json.loads(result.stdout).get("items") or []:
+            meta, status = node["metadata"], node.get("status") or {}
+            notes = meta.get("annotations") or {}
+            ready = any(
+                c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []
+            )
+            played = localcluster.FAKE_NODE_ANNOTATION in notes
+            served = localcluster.RESOURCE_METRICS_PATH_ANNOTATION in notes
+            if ready and played and served and not (node.get("spec") or {}).get("unschedulable"):
+                fit.append((meta.get("creationTimestamp") or "", meta["name"]))
+        return min(fit)[1] if fit else None
+
     def pod_usage(self, namespace: str, pod: str) -> dict[str, Any] | None:
         result = self.cluster.kubectl(
             "get", "--raw", f"/apis/metrics.k8s.io/v1beta1/namespaces/{namespace}/pods/{pod}", check=False

@@ -32,11 +32,15 @@ def test_pod_usage_follows_the_annotation(
     metrics_server: MetricsServer, kubectl: Kubectl, clean_namespaces: None
 ) -> None:
     ns = kubectl.new_namespace("ms")
+    node = eventually(metrics_server.scraped_node, 120, 2, what="a node metrics-server scrapes")
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": "busy", "annotations": {USAGE_CPU_ANNOTATION: "1500m"}},
-        "spec": {"containers": [{"name": "c", "image": "busybox", "resources": {"requests": {"cpu": "1"}}}]},
+        "spec": {
+            "nodeName": node,
+            "containers": [{"name": "c", "image": "busybox", "resources": {"requests": {"cpu": "1"}}}],
+        },
     }
     kubectl.apply(pod, ns)
 
@@ -59,13 +63,14 @@ def test_the_operators_pod_metrics_read_one_namespace_or_every_one(
     (an unlabelled pod is not listed), a namespace or every namespace; and one pass of the autoscaler
     loop over autoscalers in two namespaces reads both with the one list of every namespace."""
     spaces = [kubectl.new_namespace("pm"), kubectl.new_namespace("pm")]
+    node = eventually(metrics_server.scraped_node, 120, 2, what="a node metrics-server scrapes")
     for ns in spaces:
         for name, labels in (("be-0", {POD_SELECTOR: "c"}), ("other", {})):
             pod = {
                 "apiVersion": "v1",
                 "kind": "Pod",
                 "metadata": {"name": name, "labels": labels, "annotations": {USAGE_CPU_ANNOTATION: "300m"}},
-                "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+                "spec": {"nodeName": node, "containers": [{"name": "c", "image": "busybox"}]},
             }
             kubectl.apply(pod, ns)
 
