@@ -165,3 +165,109 @@ def test_a_pass_lists_every_pods_metrics_once() -> None:
         assert down.calls == [None]  # the failure holds for the pass: not asked again
 
     asyncio.run(main())
+
+
+class Kube(Metrics):
+    """What :class:`AutoscalerLoop` writes through, recorded."""
+
+    def __init__(self, usage: float) -> None:
+        super().__init__()
+        self.usage = usage
+        self.pods = [("ns", f"c-be-{i}") for i in range(5)]
+        self.replicas: list[dict[str, int]] = []
+
+    async def pod_metrics(self, namespace: str | None, selector: str) -> list[dict[str, Any]]:
+        items = await super().pod_metrics(namespace, selector)
+        return [{**i, "containers": [{"usage": {"cpu": f"{int(self.usage * 1000)}m"}}]} for i in items]
+
+    async def patch_autoscaler_status(self, name: str, namespace: str, status: dict[str, Any]) -> None:
+        pass
+
+    async def apply_cluster_replicas(self, name: str, ns: str, replicas: dict[str, int], manager: str) -> None:
+        self.replicas.append(replicas)
+
+    async def event(self, body: dict[str, Any], event_type: str, reason: str, message: str) -> None:
+        pass
+
+
+def test_the_data_floor_is_read_again_before_the_bes_go_down() -> None:
+    """A decision that keeps the BEs reuses the FE's SHOW BACKENDS for FLOOR_MAX_AGE; one that lowers
+    them, or that the floor holds up, asks the FE again first, and a floor grown meanwhile stops it."""
+    from doris_operator.doris.client import Backend
+    from doris_operator.reconcile.autoscaler import FLOOR_MAX_AGE, AutoscalerLoop
+
+    gib = 2**30
+    held = {"used": 10 * gib}
+    reads: list[float] = []
+    clock = [0.0]
+
+    async def backends(dc: Any) -> list[Backend]:
+        reads.append(clock[0])
+        return [
+            Backend(
+                backend_id=i, host=f"h{i}", heartbeat_port=9050, alive=True, system_decommissioned=False,
+                tablet_num=1, data_used_capacity=held["used"] // 5, total_capacity=100 * gib, node_role="mix",
+            )  # fmt: skip
+            for i in range(5)
+        ]
+
+    cluster = {
+        "apiVersion": "doris.selectdb.com/v1",
+        "kind": "DorisCluster",
+        "metadata": {"name": "c", "namespace": "ns"},
+        "spec": {
+            "feSpec": {"replicas": 1, "image": "fe"},
+            "beSpec": {"replicas": 5, "image": "be", "requests": {"cpu": "1"}},
+        },
+        "status": {"phase": "Ready", "beStatus": {"replicas": 5}},
+    }
+    pods = [
+        {"metadata": {"name": f"c-be-{i}", "labels": {"app.kubernetes.io/component": "be"}}, "ready": True}
+        for i in range(5)
+    ]
+
+    def body() -> dict[str, Any]:
+        return {
+            "metadata": {"name": "a", "namespace": "ns", "generation": 1},
+            "spec": {
+                "cluster": "c",
+                "be": {"minReplicas": 1, "maxReplicas": 8},
+                "behavior": {"scaleDown": {"stabilizationWindowSeconds": 0}},
+                "metrics": [
+                    {
+                        "type": "Resource",
+                        "resource": {
+                            "name": "cpu",
+                            "target": {"type": "Utilization", "averageUtilization": 50},
+                        },
+                    }
+                ],
+            },
+        }
+
+    async def main() -> None:
+        kube = Kube(usage=0.5)  # at the target: no change
+        loop = AutoscalerLoop(kube, lambda: None, backends)
+        loop.floors.clock = lambda: clock[0]
+        for t in (0.0, 15.0, 30.0, 45.0):
+            clock[0] = t
+            await loop.evaluate(body(), cluster, pods)
+        assert reads == [0.0] and kube.replicas == []  # kept while nothing goes down
+        clock[0] = FLOOR_MAX_AGE
+        await loop.evaluate(body(), cluster, pods)
+        assert reads == [0.0, FLOOR_MAX_AGE]  # and read again once it is FLOOR_MAX_AGE old
+
+        kube.usage = 0.1  # 5 BEs at 10%: the metrics propose 1, the 10 GiB held needs 1
+        held["used"] = 240 * gib  # but the BEs took data since the kept read: 3 BEs hold it
+        clock[0] = FLOOR_MAX_AGE + 15
+        await loop.evaluate(body(), cluster, pods)
+        assert reads == [0.0, FLOOR_MAX_AGE, FLOOR_MAX_AGE + 15]  # asked again before going down
+        assert kube.replicas == [{"beSpec": 3}]  # to the floor of now, not the kept one's 1
+
+        clock[0] = FLOOR_MAX_AGE + 30  # the floor holds it up (DataFloor): the FE is asked each time
+        cluster["spec"]["beSpec"]["replicas"] = 3  # type: ignore[index]
+        await loop.evaluate(body(), cluster, pods[:3])
+        assert reads[-1] == FLOOR_MAX_AGE + 30 and len(reads) == 4
+        assert kube.replicas == [{"beSpec": 3}]
+
+    asyncio.run(main())

@@ -16,7 +16,7 @@ from lightkube.resources.core_v1 import Secret
 
 from doris_operator.api.validation import parse_cluster
 from doris_operator.doris.client import AccessDeniedError, Backend, Credentials, Frontend, Timeouts
-from doris_operator.k8s import SECRET_TTL, Kube, SecretCache
+from doris_operator.k8s import LOGIN_SECRET_TTL, SECRET_TTL, Kube, SecretCache
 from doris_operator.reconcile.members import FeAccess, read_members
 from doris_operator.reconcile.membership import FeSession
 
@@ -61,13 +61,23 @@ async def test_a_secret_is_read_once_per_ttl_and_a_missing_one_every_time() -> N
     client.stored["auth"] = {"password": "bmV3"}
     now[0] = SECRET_TTL - 1
     assert await kube.secret_data("auth", NS) == {"password": "b2xk"}  # reused
+    got = await kube.secret("auth", NS)
+    assert got is not None and got["data"] == {"password": "b2xk"}
     now[0] = SECRET_TTL + 0.5
-    assert await kube.secret_data("auth", NS) == {"password": "bmV3"}  # read again after the TTL
+    # a login's read is kept until refused (at most LOGIN_SECRET_TTL); other reads SECRET_TTL
+    assert await kube.secret_data("auth", NS) == {"password": "b2xk"} and client.gets == 3
+    got = await kube.secret("auth", NS)
+    assert got is not None and got["data"] == {"password": "bmV3"}  # read again after the TTL
     assert client.gets == 4
+    client.stored["auth"] = {"password": "dGhpcmQ="}
+    now[0] += LOGIN_SECRET_TTL - 1
+    assert await kube.secret_data("auth", NS) == {"password": "bmV3"}
+    now[0] += 1
+    assert await kube.secret_data("auth", NS) == {"password": "dGhpcmQ="} and client.gets == 5
     kube.secret_refused("auth", NS)
-    assert await kube.secret_data("auth", NS) == {"password": "bmV3"} and client.gets == 5
-    assert await kube.secret_exists("auth", NS) and client.gets == 5  # a reconcile's check: the same read
-    assert not await kube.secret_exists("other", NS) and client.gets == 6
+    assert await kube.secret_data("auth", NS) == {"password": "dGhpcmQ="} and client.gets == 6
+    assert await kube.secret_exists("auth", NS) and client.gets == 6  # a reconcile's check: the same read
+    assert not await kube.secret_exists("other", NS) and client.gets == 7
 
 
 def test_the_cache_is_bounded() -> None:

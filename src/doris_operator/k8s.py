@@ -248,6 +248,10 @@ def _trim(cache: OrderedDict[Hashable, Any], size: int) -> None:
 
 SECRET_TTL = 120.0
 """Seconds a Secret read is reused (:class:`SecretCache`)."""
+LOGIN_SECRET_TTL = 3600.0
+"""Seconds an FE login's Secret (a DorisCluster's ``authSecret``) is reused: whoever is refused with it
+forgets it at once (:meth:`Kube.secret_refused`), so what works is kept; an edit the FE doesn't refuse
+(the Secret rotated before the password) is read within this."""
 
 
 class SecretCache:
@@ -255,7 +259,8 @@ class SecretCache:
     every FE login (a DorisClusterAutoscaler's every 15 s, each resync's) would otherwise be a GET.  A
     Secret found missing is not kept (it is read again next time).  Whoever finds what it got refused
     (a login denied) calls :meth:`forget` and reads again, so a rotated password is used at once; other
-    edits (a DorisInitializer's SQL Secret) are seen within ``ttl``.  Bounded, in memory; never logged."""
+    edits (a DorisInitializer's SQL Secret) are seen within ``ttl`` (an FE login's Secret within
+    :data:`LOGIN_SECRET_TTL`).  Bounded, in memory; never logged."""
 
     def __init__(
         self, ttl: float = SECRET_TTL, size: int = 4096, clock: Callable[[], float] = time.monotonic
@@ -263,11 +268,12 @@ class SecretCache:
         self.ttl, self.size, self.clock = ttl, size, clock
         self._entries: OrderedDict[Hashable, tuple[float, dict[str, Any]]] = OrderedDict()
 
-    def get(self, namespace: str, name: str) -> dict[str, Any] | None:
+    def get(self, namespace: str, name: str, ttl: float | None = None) -> dict[str, Any] | None:
+        """The kept read, if younger than ``ttl`` (default: the cache's)."""
         entry = self._entries.get((namespace, name))
         if entry is None:
             return None
-        if self.clock() - entry[0] >= self.ttl:
+        if self.clock() - entry[0] >= (self.ttl if ttl is None else ttl):
             del self._entries[(namespace, name)]
             return None
         return entry[1]
@@ -620,15 +626,15 @@ class Kube:
         ]
 
     async def secret_data(self, name: str, namespace: str) -> dict[str, str] | None:
-        """A Secret's data (base64), or None when it doesn't exist; read at most every
-        :data:`SECRET_TTL` seconds (:class:`SecretCache`).  Never logged."""
-        secret = await self.secret(name, namespace)
+        """An FE login's Secret's data (base64), or None when it doesn't exist; read at most every
+        :data:`LOGIN_SECRET_TTL` seconds, and again after :meth:`secret_refused`.  Never logged."""
+        secret = await self.secret(name, namespace, LOGIN_SECRET_TTL)
         return None if secret is None else dict(secret["data"])
 
-    async def secret(self, name: str, namespace: str) -> dict[str, Any] | None:
+    async def secret(self, name: str, namespace: str, ttl: float | None = None) -> dict[str, Any] | None:
         """A Secret's resourceVersion and data (base64), or None when it doesn't exist; read at most
-        every :data:`SECRET_TTL` seconds (:class:`SecretCache`).  Never logged."""
-        cached = self.secrets.get(namespace, name)
+        every ``ttl`` (:data:`SECRET_TTL`) seconds (:class:`SecretCache`).  Never logged."""
+        cached = self.secrets.get(namespace, name, ttl)
         if cached is not None:
             return {"metadata": dict(cached["metadata"]), "data": dict(cached["data"])}
         _count("get", "Secret")

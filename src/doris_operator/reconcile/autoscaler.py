@@ -54,6 +54,9 @@ log = logging.getLogger(__name__)
 FIELD_MANAGER = "doris-operator-autoscaler"
 DATA_HEADROOM = 0.8
 """A BE scale-in leaves the remaining BEs at most this full."""
+FLOOR_MAX_AGE = 60.0
+"""Seconds a BE data floor read from the FE is reused for a decision that doesn't lower the BEs (see
+:class:`DataFloors`); a scale-in, or a decision the floor holds up, always reads it again."""
 
 
 # ---- observe -------------------------------------------------------------------------------------------
@@ -349,6 +352,9 @@ Fetch = Callable[[str, dict[str, str]], Awaitable[list[Obj]]]
 """PodMetrics (metrics.k8s.io) of a namespace's pods, at least those with these labels (the readings
 pick theirs by pod name)."""
 
+Backends = Callable[[DorisCluster], Awaitable[list[Backend]]]
+"""SHOW BACKENDS of a DorisCluster's FE."""
+
 POD_SELECTOR = names.LABEL_CLUSTER
 """What every pod of a DorisCluster carries (the pod informer selects on it too)."""
 
@@ -409,7 +415,7 @@ async def observe(
     cluster: Obj | None,
     pods: list[Obj],
     fetch: Fetch,
-    backends: Callable[[DorisCluster], Awaitable[list[Backend]]],
+    backends: Backends,
     now: float,
     rivals: Mapping[str, list[str]] | None = None,
 ) -> Snapshot:
@@ -515,9 +521,7 @@ async def _read(
     return reading
 
 
-def fe_backends(
-    kube: Any, allow_fe_address: bool = False
-) -> Callable[[DorisCluster], Awaitable[list[Backend]]]:
+def fe_backends(kube: Any, allow_fe_address: bool = False) -> Backends:
     """SHOW BACKENDS of a DorisCluster's FE, reached and logged in to as the cluster reconcile does."""
 
     async def backends(dc: DorisCluster) -> list[Backend]:
@@ -542,6 +546,59 @@ def fe_backends(
     return backends
 
 
+class DataFloors:
+    """The FE's SHOW BACKENDS per DorisCluster, for the BE data floor: a login and a query per read, so
+    a decision that keeps or raises the BEs reuses a read up to ``max_age`` seconds old (with 200
+    autoscalers, a read per 15 s pass was 1,600 FE logins in two idle minutes).  Only a decision that
+    would lower the BEs, or that the floor holds up (``DataFloor``), needs the FE's word of now: the
+    loop then plans again with :meth:`reader` ``fresh=True``.  A failed read is never kept."""
+
+    def __init__(
+        self, read: Backends, max_age: float = FLOOR_MAX_AGE, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.read, self.max_age, self.clock = read, max_age, clock
+        self._kept: dict[tuple[str, str], tuple[float, list[Backend]]] = {}
+
+    def reader(self, fresh: bool) -> FloorReader:
+        return FloorReader(self, fresh)
+
+    def keep_only(self, clusters: set[tuple[str, str]]) -> None:
+        """Forget the clusters no autoscaler names any longer."""
+        for key in [k for k in self._kept if k not in clusters]:
+            del self._kept[key]
+
+
+class FloorReader:
+    """One evaluation's :data:`Backends`; ``reused`` tells whether it answered from a kept read."""
+
+    def __init__(self, floors: DataFloors, fresh: bool) -> None:
+        self.floors, self.fresh, self.reused = floors, fresh, False
+
+    async def __call__(self, dc: DorisCluster) -> list[Backend]:
+        floors, key = self.floors, (dc.namespace, dc.name)
+        kept = floors._kept.get(key)
+        if not self.fresh and kept is not None and floors.clock() - kept[0] < floors.max_age:
+            self.reused = True
+            return kept[1]
+        floors._kept.pop(key, None)
+        backends = await floors.read(dc)
+        floors._kept[key] = (floors.clock(), backends)
+        return backends
+
+
+def floor_matters(snap: Snapshot, result: Plan) -> bool:
+    """Whether the plan lowers the BEs, or the BE data floor holds its decision up (``DataFloor``)."""
+    for comp in snap.components:
+        if comp.comp != "be":
+            continue
+        if result.replicas.get("beSpec", comp.current) < comp.current:
+            return True
+        conds = ((result.status.get("be") or {}).get("conditions")) or []
+        if any(c.get("type") == "ScalingLimited" and c.get("reason") == "DataFloor" for c in conds):
+            return True
+    return False
+
+
 # ---- act -----------------------------------------------------------------------------------------------
 
 
@@ -552,7 +609,7 @@ class AutoscalerLoop:
         self,
         kube: Any,
         indexes: Callable[[], Mapping[str, Any] | None],
-        backends: Callable[[DorisCluster], Awaitable[list[Backend]]],
+        backends: Backends,
         interval: float = 15.0,
         namespaces: list[str] | None = None,
     ) -> None:
@@ -560,7 +617,7 @@ class AutoscalerLoop:
         self.kube = kube
         self.namespaces = list(namespaces or [])
         self.indexes = indexes
-        self.backends = backends
+        self.floors = DataFloors(backends)
         self.interval = interval
         self._wake = asyncio.Event()
         self._written: dict[tuple[str, str], Obj] = {}
@@ -583,6 +640,7 @@ class AutoscalerLoop:
         if not indexes or "dc_cluster_autoscalers" not in indexes:
             return
         passing = [(key, list(bodies)) for key, bodies in list(indexes["dc_cluster_autoscalers"].items())]
+        self.floors.keep_only({key for key, _ in passing})
         reading = {key[0] for key, bodies in passing for body in bodies if _reads_usage(body)}
         usage = PodUsage(self.kube, reading, self.namespaces)
         for key, bodies in passing:
@@ -637,8 +695,14 @@ class AutoscalerLoop:
         """``usage``: the pass's :class:`PodUsage` (one of its own when evaluated alone)."""
         if usage is None:
             usage = PodUsage(self.kube, {body["metadata"]["namespace"]}, self.namespaces)
-        snap = await observe(body, cluster, pods, usage, self.backends, time.time(), rivals)
+        kept = self.floors.reader(fresh=False)
+        snap = await observe(body, cluster, pods, usage, kept, time.time(), rivals)
         result = plan(snap)
+        if kept.reused and floor_matters(snap, result):  # the BEs go down only on the FE's word of now
+            snap = await observe(
+                body, cluster, pods, usage, self.floors.reader(fresh=True), time.time(), rivals
+            )
+            result = plan(snap)
         meta = body["metadata"]
         ns, name = meta["namespace"], meta["name"]
         if result.replicas and cluster is not None:
