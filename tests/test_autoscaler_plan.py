@@ -183,7 +183,9 @@ class Kube(Metrics):
     async def patch_autoscaler_status(self, name: str, namespace: str, status: dict[str, Any]) -> None:
         pass
 
-    async def apply_cluster_replicas(self, name: str, ns: str, replicas: dict[str, int], manager: str) -> None:
+    async def apply_cluster_replicas(
+        self, name: str, ns: str, replicas: dict[str, int], manager: str
+    ) -> None:
         self.replicas.append(replicas)
 
     async def event(self, body: dict[str, Any], event_type: str, reason: str, message: str) -> None:
@@ -205,9 +207,16 @@ def test_the_data_floor_is_read_again_before_the_bes_go_down() -> None:
         reads.append(clock[0])
         return [
             Backend(
-                backend_id=i, host=f"h{i}", heartbeat_port=9050, alive=True, system_decommissioned=False,
-                tablet_num=1, data_used_capacity=held["used"] // 5, total_capacity=100 * gib, node_role="mix",
-            )  # fmt: skip
+                backend_id=i,
+                host=f"h{i}",
+                heartbeat_port=9050,
+                alive=True,
+                system_decommissioned=False,
+                tablet_num=1,
+                data_used_capacity=held["used"] // 5,
+                total_capacity=100 * gib,
+                node_role="mix",
+            )
             for i in range(5)
         ]
 
@@ -271,3 +280,51 @@ def test_the_data_floor_is_read_again_before_the_bes_go_down() -> None:
         assert kube.replicas == [{"beSpec": 3}]
 
     asyncio.run(main())
+
+
+async def test_a_wake_evaluates_only_its_clusters_autoscalers_and_a_status_change_wakes_none() -> None:
+    """With 200 autoscalers, each one's status write woke a pass of all of them while converging."""
+    from doris_operator.handlers import Wiring
+    from doris_operator.reconcile.autoscaler import AutoscalerLoop
+
+    def dca(ns: str, name: str, generation: int, status: Any = None) -> dict[str, Any]:
+        meta = {"name": name, "namespace": ns, "generation": generation}
+        return {"metadata": meta, "spec": {"cluster": "c"}, "status": status}
+
+    indexes = {
+        "dc_cluster_autoscalers": {("a", "c"): [dca("a", "x", 1)], ("b", "c"): [dca("b", "y", 1)]},
+        "dc_clusters": {},
+        "dc_pods": {},
+    }
+
+    async def backends(dc: Any) -> list[Any]:
+        return []
+
+    loop = AutoscalerLoop(Metrics(), lambda: indexes, backends, interval=3600)
+    evaluated: list[str] = []
+
+    async def evaluate(body: Any, *args: Any) -> None:
+        evaluated.append(body["metadata"]["namespace"])
+
+    loop.evaluate = evaluate  # type: ignore[method-assign,assignment]
+    wiring = Wiring(None, None, loop, None)  # type: ignore[arg-type]
+    runner = asyncio.create_task(loop.run())
+    for _ in range(100):
+        if len(evaluated) == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert sorted(evaluated) == ["a", "b"]  # the first pass: every one
+    await wiring.autoscaler_event("ADDED", dca("a", "x", 1))
+    await asyncio.sleep(0.05)
+    assert sorted(evaluated) == ["a", "a", "b"]  # only the woken cluster's
+    await wiring.autoscaler_event("MODIFIED", dca("a", "x", 1, {"observedGeneration": 1}))
+    await asyncio.sleep(0.05)
+    assert len(evaluated) == 3  # its status written: the index has it, no evaluation
+    await wiring.autoscaler_event("MODIFIED", dca("b", "y", 2))  # its spec edited
+    await asyncio.sleep(0.05)
+    assert evaluated[-1] == "b" and len(evaluated) == 4
+    loop.wake(("", ""))
+    await asyncio.sleep(0.05)
+    assert len(evaluated) == 6
+    runner.cancel()
+    await asyncio.gather(runner, return_exceptions=True)

@@ -60,7 +60,7 @@ class FakeKube:
     async def config_map(self, name: str, namespace: str) -> None:
         return None
 
-    async def secret_exists(self, name: str, namespace: str) -> bool:
+    async def secret_exists(self, name: str, namespace: str, ttl: float | None = None) -> bool:
         return True
 
     async def secret_data(self, name: str, namespace: str) -> None:

@@ -119,6 +119,8 @@ class Wiring:
     """Per node, its Ready condition as last handled, without the heartbeat time."""
     cluster_generations: dict[ClusterKey, Any] = field(default_factory=dict)
     """Per DorisCluster, its generation as last handled: what a DorisMonitor reads of it (the spec)."""
+    autoscaler_generations: dict[tuple[str, str], Any] = field(default_factory=dict)
+    """Per DorisClusterAutoscaler, its generation as last handled."""
     unserved: set[str] = field(default_factory=set)
     """The optional kinds (the Prometheus Operator's) the API server does not serve, as last listed."""
 
@@ -206,9 +208,19 @@ class Wiring:
         _forget_or_enqueue(self.monitors, type, obj)
 
     async def autoscaler_event(self, type: str, obj: Obj) -> None:
+        """A new, edited or deleted autoscaler is evaluated at once; a status change (its own write
+        above all) waits for the pass: the index holds it."""
+        meta = obj["metadata"]
+        key, generation = (meta.get("namespace") or "default", meta["name"]), meta.get("generation")
+        if type == "DELETED":
+            self.autoscaler_generations.pop(key, None)
+        elif self.autoscaler_generations.get(key) == generation:
+            return
+        else:
+            self.autoscaler_generations[key] = generation
         cluster = _cluster_of(obj)
         if cluster:
-            self.autoscaler.wake((obj["metadata"].get("namespace") or "default", cluster))
+            self.autoscaler.wake((key[0], cluster))
 
     async def child_event(self, type: str, obj: Obj) -> None:
         """A child changed or went: its cluster, unless the change only echoes the cluster's own apply

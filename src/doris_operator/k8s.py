@@ -546,10 +546,10 @@ class Kube:
             out.setdefault("apiVersion", f"{api.group}/{api.version}" if api.group else api.version)
         return out
 
-    async def secret_exists(self, name: str, namespace: str) -> bool:
+    async def secret_exists(self, name: str, namespace: str, ttl: float | None = None) -> bool:
         """Whether the Secret exists: a missing one is read again each time, one found is believed for
-        :data:`SECRET_TTL` seconds (:class:`SecretCache`)."""
-        return await self.secret(name, namespace) is not None
+        ``ttl`` (:data:`SECRET_TTL`) seconds (:class:`SecretCache`)."""
+        return await self.secret(name, namespace, ttl) is not None
 
     async def patch_status(
         self,

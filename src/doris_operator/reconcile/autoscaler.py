@@ -378,19 +378,26 @@ class PodUsage:
     def __init__(self, kube: Any, namespaces: set[str], watched: list[str] | None = None) -> None:
         self.kube = kube
         self.every = not watched and len(namespaces) > 1
-        self._lists: dict[str | None, list[Obj] | Exception] = {}
+        self._lists: dict[str | None, dict[str, list[Obj]] | Exception] = {}
 
     async def __call__(self, namespace: str, labels: dict[str, str]) -> list[Obj]:
         scope = None if self.every else namespace
         if scope not in self._lists:
             try:
-                self._lists[scope] = await self.kube.pod_metrics(scope, POD_SELECTOR)
+                listing = await self.kube.pod_metrics(scope, POD_SELECTOR)
             except Exception as err:  # the metrics API is an aggregated API: kept for the pass
                 self._lists[scope] = err
+            else:
+                by_namespace: dict[str, list[Obj]] = {}
+                for item in listing:
+                    by_namespace.setdefault(str((item.get("metadata") or {}).get("namespace")), []).append(
+                        item
+                    )
+                self._lists[scope] = by_namespace
         got = self._lists[scope]
         if isinstance(got, Exception):
             raise got
-        return [i for i in got if (i.get("metadata") or {}).get("namespace") == namespace]
+        return list(got.get(namespace, ()))
 
 
 async def prometheus_query(url: str, query: str, timeout: float = 10.0) -> float:
@@ -620,27 +627,44 @@ class AutoscalerLoop:
         self.floors = DataFloors(backends)
         self.interval = interval
         self._wake = asyncio.Event()
+        self._woken: set[tuple[str, str]] = set()
+        self._everyone = True
         self._written: dict[tuple[str, str], Obj] = {}
 
     def wake(self, key: tuple[str, str]) -> None:
+        """Evaluate the autoscalers of the DorisCluster ``key`` (namespace, name) now; ``("", "")``:
+        every autoscaler.  The others wait for their pass."""
+        if key == ("", ""):
+            self._everyone = True
+        else:
+            self._woken.add(key)
         self._wake.set()
 
     async def run(self) -> None:
+        due = 0.0  # when every autoscaler is evaluated next (a pass)
         while True:
+            everyone = self._everyone or time.monotonic() >= due
+            woken, self._woken, self._everyone = self._woken, set(), False
+            self._wake.clear()  # before the pass: a wake during it is not lost
+            if everyone:
+                due = time.monotonic() + self.interval
             try:
-                await self.evaluate_all()
+                await self.evaluate_all(None if everyone else woken)
             except Exception:  # one bad pass must not stop autoscaling
                 log.exception("autoscaler pass failed")
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
+                await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, due - time.monotonic()))
 
-    async def evaluate_all(self) -> None:
+    async def evaluate_all(self, only: set[tuple[str, str]] | None = None) -> None:
+        """Every autoscaler (a pass), or only those of the DorisClusters ``only``."""
         indexes = self.indexes()
         if not indexes or "dc_cluster_autoscalers" not in indexes:
             return
         passing = [(key, list(bodies)) for key, bodies in list(indexes["dc_cluster_autoscalers"].items())]
-        self.floors.keep_only({key for key, _ in passing})
+        if only is None:
+            self.floors.keep_only({key for key, _ in passing})
+        else:
+            passing = [(key, bodies) for key, bodies in passing if key in only]
         reading = {key[0] for key, bodies in passing for body in bodies if _reads_usage(body)}
         usage = PodUsage(self.kube, reading, self.namespaces)
         for key, bodies in passing:

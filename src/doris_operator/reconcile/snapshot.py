@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from ..api.doriscluster import DorisCluster
 from ..builders import build, names
 from ..builders.config import config_map_names
-from ..k8s import Kube
+from ..k8s import LOGIN_SECRET_TTL, Kube
 from .cn_hpa import hand_over_replicas
 from .observed import Obj, trim_child
 from .status import Findings
@@ -119,7 +119,9 @@ async def references(
 
     async def secret_ok(name: str) -> bool:
         if name not in secret_cache:
-            secret_cache[name] = await kube.secret_exists(name, dc.namespace)
+            # the authSecret is kept as long as the FE takes it (Kube.secret_data)
+            ttl = LOGIN_SECRET_TTL if name == dc.spec.auth_secret else None
+            secret_cache[name] = await kube.secret_exists(name, dc.namespace, ttl)
         return secret_cache[name]
 
     for comp, spec in dc.components():
