@@ -327,3 +327,17 @@ def test_decommission_gauge_follows_the_draining_pods() -> None:
     om.export_draining("ns1", "c1", {})
     assert "c1-be-4" not in generate_latest(om.REGISTRY).decode()
     assert 'doris_operator_reconciles_total{result="error"} ' in generate_latest(om.REGISTRY).decode()
+
+
+@pytest.mark.parametrize(
+    ("namespace", "cluster"),
+    [("ns", "demo"), ("doris-production-eu-west-1", "doriscluster-sample-with-a-long-name"), ("a", "b")],
+)
+def test_the_dashboard_texts_are_those_of_building_the_dashboards(namespace: str, cluster: str) -> None:
+    """texts() puts the names into one build's JSON; it must be byte for byte what building says."""
+    dm = DorisMonitor.model_validate(
+        {"metadata": {"name": "m", "namespace": namespace}, "spec": {"cluster": cluster}}
+    )
+    built = {f: json.dumps(m, sort_keys=True, separators=(",", ":")) for f, m in dash.dashboards(dm).items()}
+    assert dash.texts(dm) == built
+    assert all(namespace in text and "token7q3x" not in text for text in built.values())

@@ -164,10 +164,7 @@ def _dashboards() -> ModuleType:
 
 
 def dashboards_config_map(dm: DorisMonitor, for_sidecar: bool) -> Obj:
-    data = {
-        file: json.dumps(model, sort_keys=True, separators=(",", ":"))
-        for file, model in _dashboards().dashboards(dm).items()
-    }
+    data = _dashboards().texts(dm)
     extra: dict[str, str] = {}
     meta = _meta(dm, name(dm, "dashboards"), "dashboards")
     if for_sidecar:
