@@ -13,7 +13,6 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from ..access import fe_endpoint_at
 from ..api.doriscluster import Component, DorisCluster
@@ -127,15 +126,6 @@ def member_alive(view: MemberView, dc: DorisCluster, comp: Component, pod: Obj) 
         return None
     row = view.row(comp, pod_hosts(dc, comp, pod))
     return None if row is None else bool(row.alive)
-
-
-async def read_members_on(
-    call: Callable[[Callable[[DorisClient], Any]], Awaitable[Any]], dc: DorisCluster, source: str
-) -> MemberView:
-    """The three statements on a session already open (the reconcile's, on the master FE): the same
-    view as :func:`read_members` without another login."""
-    fes, bes, brokers = await call(lambda client: _read(client, dc.spec.broker_spec is not None))
-    return MemberView(fes, bes, brokers, source=source)
 
 
 def _read(client: DorisClient, brokers: bool) -> tuple[list[Frontend], list[Backend], list[Broker] | None]:

@@ -20,9 +20,11 @@ from ..builders.pod import election_number
 from ..doris import membership
 from ..doris.client import (
     AccessDeniedError,
+    Backend,
     Credentials,
     DorisClient,
     DorisError,
+    Frontend,
     Timeouts,
     UnreachableError,
 )
@@ -69,6 +71,9 @@ class FeSession:
         self._problem = problem
         self._client: DorisClient | None = None
         self._view: MasterView | None = None
+        self._backends: list[Backend] | None = None
+        self._view_current = False
+        """No statement has run since the view's SHOW FRONTENDS (its frontends are the last word)."""
 
     @classmethod
     def unusable(cls, problem: str) -> FeSession:
@@ -90,6 +95,7 @@ class FeSession:
                 await asyncio.to_thread(client.close)
                 raise
             self._client, self._view = opened, view
+            self._backends, self._view_current = None, True
             return opened, view
         return self._client, self._view
 
@@ -112,8 +118,27 @@ class FeSession:
         return (await self._open())[1]
 
     async def call(self, fn: Callable[[DorisClient], T]) -> T:
+        """Any statement: what :meth:`backends` and :meth:`frontends` read is read again after it."""
+        self._backends, self._view_current = None, False
+        return await self._run(fn)
+
+    async def _run(self, fn: Callable[[DorisClient], T]) -> T:
         client, _ = await self._open()
         return await asyncio.to_thread(fn, client)
+
+    async def backends(self) -> list[Backend]:
+        """The master's SHOW BACKENDS, read once until a statement runs through :meth:`call` (the
+        membership step, the rolling update and fault recovery of one reconcile ask in turn)."""
+        if self._backends is None:
+            self._backends = await self._run(lambda c: c.show_backends())
+        return list(self._backends)
+
+    async def frontends(self) -> list[Frontend]:
+        """The master's SHOW FRONTENDS: the view's, until a statement runs through :meth:`call`."""
+        _, view = await self._open()
+        if self._view_current:
+            return list(view.frontends)
+        return await self._run(lambda c: c.show_frontends())
 
     @property
     def opened(self) -> bool:
@@ -124,6 +149,7 @@ class FeSession:
         if self._client is not None:
             await asyncio.to_thread(self._client.close)
         self._client, self._view = None, None
+        self._backends, self._view_current = None, False
 
 
 def pod_refs(dc: DorisCluster, comp: Component, count: int, pods: list[Obj]) -> list[PodRef]:
@@ -267,7 +293,7 @@ async def _component(
             findings.waiting[comp] = ("DroppingObservers", f"dropped {len(fe_plan.drop_observers)} observers")
             findings.polling[comp] = "DroppingObservers"
         return fe_plan.replicas
-    backends = await session.call(lambda c: c.show_backends())
+    backends = await session.backends()
     plan = membership.plan_backends(want, current, refs, backends, members)
     if plan.registration:
         log.debug("%s/%s %s registered by %s", dc.namespace, dc.name, comp, plan.registration)

@@ -38,7 +38,7 @@ from ..metrics import export_draining
 from .act import AppliedMemory, EventRecorder, Executor, HeldCreated, WriteStatus, digest, top_copy
 from .faults import FaultResult, reconcile_faults
 from .intent import Annotate, annotator
-from .members import FeAccess, MemberView, read_members_on
+from .members import FeAccess, MemberView
 from .membership import FE_ADDRESS_ANNOTATION, FeSession, credentials, fe_endpoint, reconcile_membership
 from .observed import Obj
 from .plan import keep_claim_templates, plan_children, plan_status
@@ -100,9 +100,9 @@ class FencedSession(FeSession):
         super().__init__(host, port, creds, tls=tls, refused=refused)
         self.fence = fence
 
-    async def call(self, fn: Callable[[DorisClient], T]) -> T:
+    async def _run(self, fn: Callable[[DorisClient], T]) -> T:
         self.fence.check("sql", "Doris")
-        return await super().call(fn)
+        return await super()._run(fn)
 
 
 def _now() -> str:
@@ -388,7 +388,10 @@ async def _faults(
 
 def _session_members(session: FeSession, dc: DorisCluster) -> Callable[[], Awaitable[MemberView]]:
     async def members() -> MemberView:
-        return await read_members_on(session.call, dc, f"{session.host}:{session.port}")
+        """What the membership step and the rolling update read on it, unless a statement ran since."""
+        fes, bes = await session.frontends(), await session.backends()
+        brokers = await session.call(lambda c: c.show_brokers()) if dc.spec.broker_spec is not None else None
+        return MemberView(fes, bes, brokers, source=f"{session.host}:{session.port}")
 
     return members
 

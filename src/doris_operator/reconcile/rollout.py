@@ -134,7 +134,7 @@ async def reconcile_rollout(
     if not outdated and not memory.deleting and not memory.disabled and not marked and not paused:
         return  # no rolling update under way: nothing to ask anyone
     try:
-        backends = await session.call(lambda c: c.show_backends())
+        backends = await session.backends()
         view = await session.view()
     except Exception as err:
         _degrade(findings, "be" if be_sts is not None else "", session, err, "rolling update paused")
