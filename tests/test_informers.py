@@ -520,3 +520,26 @@ async def test_a_clusters_status_change_wakes_its_monitors_not() -> None:
     await wiring.cluster_event("MODIFIED", dc(2, "4"))  # a spec change
     await wiring.cluster_event("DELETED", dc(2, "5"))
     assert changed == [("ns", "dc")] * 3
+
+
+async def test_the_echo_of_a_monitors_own_status_write_wakes_it_not() -> None:
+    from doris_operator.handlers import Wiring
+    from doris_operator.reconcile.monitor import MonitorController, _write_status
+
+    class Kube:
+        async def patch_status(self, name: str, namespace: str, status: Any, *, kind: str) -> str:
+            return "5"
+
+    monitors = MonitorController(Kube())  # type: ignore[arg-type]
+    woken: list[tuple[str, str]] = []
+    monitors.enqueue = woken.append  # type: ignore[method-assign]
+    wiring = Wiring(None, None, None, monitors)  # type: ignore[arg-type]
+    assert await _write_status(("ns", "mon"), "u-1", {}, {"phase": "Ready"}, monitors.ctx) == 1
+
+    def obj(version: str) -> dict[str, Any]:
+        return {"metadata": {"name": "mon", "namespace": "ns", "uid": "u-1", "resourceVersion": version}}
+
+    await wiring.monitor_event("MODIFIED", obj("5"))  # the write's echo
+    assert woken == []
+    await wiring.monitor_event("MODIFIED", obj("6"))  # someone's edit
+    assert woken == [("ns", "mon")]

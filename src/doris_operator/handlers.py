@@ -205,6 +205,8 @@ class Wiring:
         _forget_or_enqueue(self.initializers, type, obj)
 
     async def monitor_event(self, type: str, obj: Obj) -> None:
+        if type != "DELETED" and self.monitors.ctx.memory.returned(obj):
+            return  # the echo of its own status write
         _forget_or_enqueue(self.monitors, type, obj)
 
     async def autoscaler_event(self, type: str, obj: Obj) -> None:

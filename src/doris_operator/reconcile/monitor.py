@@ -469,7 +469,7 @@ async def reconcile(body: Obj, ctx: MonitorContext) -> MonitorResult:
                 }
             ],
         }
-        writes = await _write_status(key, old_status, new, ctx)
+        writes = await _write_status(key, meta.get("uid"), old_status, new, ctx)
         return MonitorResult("Degraded", writes, None)
     generation = (str(meta.get("uid") or ""), int(meta.get("generation") or 0))
     scanned = ctx.scanned.get(key)
@@ -484,7 +484,7 @@ async def reconcile(body: Obj, ctx: MonitorContext) -> MonitorResult:
         elif full and not any(a.verb == "delete" for a in p.actions):
             ctx.scanned[key] = (generation, wanted_kinds(dm, p.desired))
     new = status(dm, snap, p, failures, old_status)
-    writes += await _write_status(key, old_status, new, ctx)
+    writes += await _write_status(key, meta.get("uid"), old_status, new, ctx)
     return MonitorResult(new["phase"], writes, None if new["phase"] == "Ready" else NOT_READY_REQUEUE)
 
 
@@ -497,10 +497,13 @@ def _without_times(status: Obj | None) -> Obj | None:
     return out
 
 
-async def _write_status(key: Key, old: Obj, new: Obj, ctx: MonitorContext) -> int:
+async def _write_status(key: Key, uid: str | None, old: Obj, new: Obj, ctx: MonitorContext) -> int:
+    """The status, unless unchanged; the version written is remembered, so its watch echo wakes
+    nothing (:meth:`AppliedMemory.returned`)."""
     if _without_times(new) in (_without_times(old), _without_times(ctx.written.get(key))):
         return 0
-    await ctx.kube.patch_status(key[1], key[0], new, kind=KIND)
+    version = await ctx.kube.patch_status(key[1], key[0], new, kind=KIND)
+    ctx.memory.wrote(uid, version)
     ctx.written[key] = new
     return 1
 
