@@ -239,7 +239,7 @@ def test_dashboards_are_built_by_the_sdk() -> None:
 
 
 def observed(objs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
-    return {(o["kind"], o["metadata"]["name"]): rm.trim_child(o) for o in objs}
+    return {(o["kind"], o["metadata"]["name"]): rm.trim_monitor_child(o) for o in objs}
 
 
 def test_switching_mode_prunes_what_the_other_mode_made() -> None:

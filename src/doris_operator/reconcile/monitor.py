@@ -256,7 +256,7 @@ def status(
 # -- observe and act -------------------------------------------------------------------------------------
 
 
-def trim_child(obj: Obj) -> Obj:
+def trim_monitor_child(obj: Obj) -> Obj:
     """What the reconcile reads of a child (its ``kind`` set): identity, labels, owner, the applied
     hash, versions; a StatefulSet's or Deployment's status, a Service's ports."""
     meta = obj.get("metadata") or {}
@@ -287,14 +287,14 @@ def child_index(kind: str) -> str:
 
 
 def child_entries(kind: str) -> Callable[[Obj], dict[Any, Obj]]:
-    """The index function of that index: (namespace, monitor) -> :func:`trim_child` of the object."""
+    """The index function of that index: (namespace, monitor) -> :func:`trim_monitor_child` of the object."""
 
     def entries(obj: Obj) -> dict[Any, Obj]:
         meta = obj["metadata"]
         monitor = (meta.get("labels") or {}).get(mb.LABEL_MONITOR)
         if not monitor:
             return {}
-        return {(meta.get("namespace"), monitor): trim_child({**obj, "kind": kind})}
+        return {(meta.get("namespace"), monitor): trim_monitor_child({**obj, "kind": kind})}
 
     return entries
 
@@ -313,7 +313,8 @@ def generates_admin_secret(dm: DorisMonitor) -> bool:
 
 
 Children = Callable[[str, str], dict[tuple[str, str], Obj]]
-"""The informers' children of the DorisMonitor (namespace, name): (kind, name) -> :func:`trim_child`."""
+"""The informers' children of the DorisMonitor (namespace, name): (kind, name) -> the
+:func:`trim_monitor_child` of each."""
 
 
 async def observe(
@@ -352,7 +353,7 @@ async def observe(
             raise
         for obj in objs:
             obj.setdefault("kind", kind)
-            children[(kind, obj["metadata"]["name"])] = trim_child(obj)
+            children[(kind, obj["metadata"]["name"])] = trim_monitor_child(obj)
     return Snapshot(body, cluster, children, unserved, tuple(kinds), admin_secret)
 
 
@@ -394,7 +395,7 @@ async def act(
                 observed = snap.children.get((action.kind, action.name))
                 if observed is None and ctx.watched is not None:  # a cache miss: read it live
                     live = await ctx.kube.get(action.kind, action.name, dm.namespace)
-                    observed = None if live is None else trim_child(live)
+                    observed = None if live is None else trim_monitor_child(live)
                 if ctx.memory.unchanged(observed, hashed):
                     continue
                 stored = await ctx.kube.apply(obj)
