@@ -18,7 +18,6 @@ themselves are not kept: per object only its resourceVersion and a small stub (n
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Hashable, Iterator, Mapping
@@ -26,6 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx2
+
+from . import jsoncodec
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +230,7 @@ class Informer:
                     seen.clear()
                     continue
                 raise _failure(response, f"listing {self.what}")
-            data = response.json()
+            data = jsoncodec.loads(response.content)
             kind = str(data.get("kind") or "")
             kind = kind[: -len("List")] if kind.endswith("List") else kind
             for item in data.get("items") or []:
@@ -270,9 +271,9 @@ class Informer:
                 *lines, rest = (rest + chunk if rest else chunk).split(b"\n")
                 for line in lines:
                     if line.strip():
-                        await self._event(json.loads(line))
+                        await self._event(jsoncodec.loads(line))
             if rest.strip():
-                await self._event(json.loads(rest))
+                await self._event(jsoncodec.loads(rest))
 
     async def _event(self, event: Obj) -> None:
         kind = event.get("type")

@@ -28,6 +28,7 @@ from lightkube.resources.policy_v1 import PodDisruptionBudget
 from lightkube.resources.rbac_authorization_v1 import Role, RoleBinding
 from lightkube.types import PatchType
 
+from . import jsoncodec
 from .api import doriscluster as dc
 from .api import dorisclusterautoscaler as dca
 from .api import dorisinitializer as di
@@ -413,7 +414,7 @@ class Kube:
     ) -> tuple[int, bytes]:
         """One request of the hot calls, on :class:`Direct` when the client allows it, else through
         the client's httpx2 (a proxy, or a client made elsewhere): the status and the raw answer."""
-        data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        data = None if body is None else jsoncodec.dumps(body)
         path = api_path(resource, namespace, name, sub)
         return await self._request(method, path, query, data, content_type, accept)
 
@@ -440,7 +441,7 @@ class Kube:
         status, content = await self._send(method, resource, namespace, name, **kw)
         if status >= 400:
             raise api_error(status, content)
-        return json.loads(content) if content else None
+        return jsoncodec.loads(content) if content else None
 
     def _write(self, verb: str, kind: str) -> None:
         self.fence.check(verb, kind)
@@ -616,7 +617,7 @@ class Kube:
         status, content = await self._request("GET", path, query)
         if status >= 400:
             raise api_error(status, content)
-        return list(json.loads(content).get("items") or [])
+        return list(jsoncodec.loads(content).get("items") or [])
 
     async def list_labelled(self, kind: str, namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
         """The objects of ``kind`` in ``namespace`` carrying all ``labels``."""

@@ -18,7 +18,6 @@ cancellation stop the run."""
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -27,6 +26,7 @@ from typing import Any
 
 from lightkube import ApiError
 
+from .. import jsoncodec
 from ..k8s import Kube, NotLeading
 from .observed import APPLIED_HASH, Obj
 from .status import Findings, without_times
@@ -50,7 +50,7 @@ def top_copy(obj: Obj) -> Obj:
 
 
 def digest(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+    return hashlib.sha256(jsoncodec.dumps_sorted(obj)).hexdigest()[:16]
 
 
 @dataclass
