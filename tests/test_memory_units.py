@@ -51,6 +51,9 @@ def test_trim_resource_drops_managed_fields_and_last_applied_only() -> None:
     assert list(out) == ["apiVersion", "kind", "metadata", "spec", "status"]
     out["spec"]["feSpec"]["replicas"] = 99  # a copy, not a view
     assert body["spec"]["feSpec"]["replicas"] == before["spec"]["feSpec"]["replicas"]
+    out["metadata"]["finalizers"].append("g")
+    out["metadata"]["annotations"]["team"] = "b"
+    assert body == before
 
 
 def test_trim_resource_without_annotations() -> None:

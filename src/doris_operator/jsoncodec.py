@@ -33,3 +33,9 @@ def dumps_sorted(obj: Any) -> bytes:
         return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
     except TypeError:
         return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def copy(obj: Any) -> Any:
+    """A deep copy of JSON data (what a watch or the apiserver delivers): several times faster than
+    ``copy.deepcopy``, which it stands for."""
+    return loads(dumps(obj))

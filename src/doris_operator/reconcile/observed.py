@@ -3,9 +3,9 @@ the desired state and to compute status, without asking the API server."""
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
+from .. import jsoncodec
 from ..builders import names
 
 Obj = dict[str, Any]
@@ -52,12 +52,13 @@ def trim_resource(body: Any) -> Obj:
     """A custom resource the operator reconciles (DorisCluster, DorisMonitor, DorisClusterAutoscaler), as
     its index keeps it: a copy of all it has but ``managedFields`` and kubectl's last-applied
     annotation (a second copy of the spec), which nothing reads from the cache."""
-    out: Obj = {k: copy.deepcopy(body[k]) for k in ("apiVersion", "kind", "spec", "status") if k in body}
-    meta = {k: copy.deepcopy(v) for k, v in body["metadata"].items() if k != "managedFields"}
+    meta = {k: v for k, v in body["metadata"].items() if k != "managedFields"}
     if any(k in _SKIPPED_ANNOTATIONS for k in meta.get("annotations") or ()):
         meta["annotations"] = {k: v for k, v in meta["annotations"].items() if k not in _SKIPPED_ANNOTATIONS}
-    out["metadata"] = meta
-    return {k: out[k] for k in ("apiVersion", "kind", "metadata", "spec", "status") if k in out}
+    parts = {"metadata": meta, **{k: body[k] for k in ("spec", "status") if k in body}}
+    out: Obj = {k: body[k] for k in ("apiVersion", "kind") if k in body}
+    out.update(jsoncodec.copy(parts))  # JSON data: a deep copy, faster than copy.deepcopy
+    return out
 
 
 def trim_child(body: Any) -> Obj:
